@@ -1,0 +1,314 @@
+"""Checkpoints: official GLIP ``.pth`` files in, our safetensors + JSON config in and out.
+
+Official files hold ``{"model": state_dict, "optimizer": ..., ...}`` (or a bare state dict) whose
+keys carry the DDP prefix ``module.``. They are mapped to our module names by the rules below and
+loaded strictly: any missing, unexpected or wrongly-shaped key is reported, nothing is half-loaded.
+A few official entries are known to be redundant and are dropped on purpose (anchor templates,
+which are checked against the config; BERT's ``position_ids``; the vestigial 80-class conv).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from glip.config import PRESETS, GLIPConfig, HeadConfig, SwinConfig, TextConfig, get_config
+from glip.modeling.anchors import cell_anchor
+from glip.modeling.glip import GLIP
+
+logger = logging.getLogger(__name__)
+
+FORMAT_TAG = "glip"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used as asked (wrong model, missing/unexpected/mis-shaped keys)."""
+
+
+# Official -> ours, applied in order to the key with ``module.`` removed. Head-tower keys are
+# handled separately (their block index depends on whether the model has fusion layers).
+_PREFIX_RULES: list[tuple[str, str]] = [
+    (r"^backbone\.body\.", "backbone."),
+    (r"^backbone\.fpn\.fpn_inner(\d)\.", "fpn.lateral.{n2}."),
+    (r"^backbone\.fpn\.fpn_layer(\d)\.", "fpn.output.{n2}."),
+    (r"^backbone\.fpn\.top_blocks\.(p6|p7)\.", "fpn.{g1}."),
+    (r"^language_backbone\.body\.model\.", "text_encoder.bert."),
+    (r"^rpn\.head\.bbox_pred\.", "head.box_regression."),
+    (r"^rpn\.head\.centerness\.", "head.centerness."),
+    (r"^rpn\.head\.scales\.", "head.scales."),
+    (r"^rpn\.head\.dot_product_projection_text\.", "head.text_projection."),
+    (r"^rpn\.head\.(log_scale|bias_lang|bias0)$", "head.{g1}"),
+    (r"^rpn\.tunable_linear\.weight$", "prompt_embedding"),
+]
+
+_FUSION_RULES = [
+    ("b_attn.layer_norm_v.", "norm_visual."), ("b_attn.layer_norm_l.", "norm_text."),
+    ("b_attn.gamma_v", "gamma_visual"), ("b_attn.gamma_l", "gamma_text"),
+    ("b_attn.attn.v_proj.", "attn.visual_query."), ("b_attn.attn.l_proj.", "attn.text_key."),
+    ("b_attn.attn.values_v_proj.", "attn.visual_value."), ("b_attn.attn.values_l_proj.", "attn.text_value."),
+    ("b_attn.attn.out_v_proj.", "attn.visual_out."), ("b_attn.attn.out_l_proj.", "attn.text_out."),
+]
+_DYCONV_RULES = [
+    ("DyConv.0.conv.", "from_coarser.conv."), ("DyConv.0.bn.", "from_coarser.norm."),
+    ("DyConv.1.conv.", "same_level.conv."), ("DyConv.1.bn.", "same_level.norm."),
+    ("DyConv.2.conv.", "from_finer.conv."), ("DyConv.2.bn.", "from_finer.norm."),
+    ("AttnConv.1.", "scale_attention."), ("relu.fc.0.", "dyrelu.fc1."), ("relu.fc.2.", "dyrelu.fc2."),
+    ("offset.", "offset_mask."),
+]
+
+# Official entries that carry no information we need (see module docstring).
+_DROPPED = re.compile(
+    r"^(rpn\.anchor_generator\.cell_anchors\.\d+"
+    r"|rpn\.head\.cls_logits\.(weight|bias)"
+    r"|language_backbone\.body\.model\.embeddings\.(position_ids|token_type_ids)"
+    r"|language_backbone\.body\.model\.pooler\..*)$"
+)
+
+
+def _tower_parts(head: HeadConfig) -> list[str]:
+    parts = []
+    if head.use_fusion:
+        parts.append("fusion")
+    if head.use_text_layers:
+        parts.append("text_layer")
+    return parts + ["dyconv"]
+
+
+def map_official_key(key: str, head: HeadConfig) -> str | None:
+    """Our name for an official key (``module.`` already removed), or None if no rule applies."""
+    match = re.match(r"^rpn\.head\.dyhead_tower\.(\d+)\.(.*)$", key)
+    if match:
+        parts = _tower_parts(head)
+        index, rest = int(match.group(1)), match.group(2)
+        block, part = divmod(index, len(parts))
+        kind = parts[part]
+        rules = {"fusion": _FUSION_RULES, "dyconv": _DYCONV_RULES}.get(kind, [])
+        for old, new in rules:
+            if rest.startswith(old):
+                rest = new + rest[len(old):]
+                break
+        else:
+            if rules:
+                return None
+        return f"head.blocks.{block}.{kind}.{rest}"
+    for pattern, template in _PREFIX_RULES:
+        match = re.match(pattern, key)
+        if match:
+            groups = match.groups()
+            replacement = template.format(
+                g1=groups[0] if groups else "", n2=int(groups[0]) - 2 if groups and groups[0].isdigit() else ""
+            )
+            return replacement + key[match.end():]
+    return None
+
+
+def read_official_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read an official ``.pth``: ``{"model": ...}`` or a bare state dict; ``module.`` stripped when
+    every key carries it (as the official loader does)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unpickling failure means "not a checkpoint we can read"
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({type(error).__name__}: "
+                              f"{str(error).splitlines()[0][:200]})") from error
+    state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, Mapping) else None
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path} holds no state dict (expected {{'model': state_dict}} or a state dict)")
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return dict(state)
+
+
+def infer_config(state: Mapping[str, torch.Tensor]) -> GLIPConfig:
+    """Recognise an official state dict's architecture from its key names and shapes."""
+    try:
+        patch = state["backbone.body.patch_embed.proj.weight"]
+        words = state["language_backbone.body.model.embeddings.word_embeddings.weight"]
+    except KeyError as error:
+        raise CheckpointError(f"not a GLIP checkpoint: key {error} is missing") from None
+    depths, heads = [], []
+    for stage in range(8):
+        blocks = [k for k in state if re.match(rf"^backbone\.body\.layers\.{stage}\.blocks\.\d+\.norm1\.weight$", k)]
+        if not blocks:
+            break
+        depths.append(len(blocks))
+        heads.append(state[f"backbone.body.layers.{stage}.blocks.0.attn.relative_position_bias_table"].shape[1])
+    table = state["backbone.body.layers.0.blocks.0.attn.relative_position_bias_table"].shape[0]
+    window = (int(round(table ** 0.5)) + 1) // 2
+    text_layers = len({k.split(".")[5] for k in state if k.startswith("language_backbone.body.model.encoder.layer.")})
+    hidden = words.shape[1]
+    tower = {int(k.split(".")[3]) for k in state if k.startswith("rpn.head.dyhead_tower.")}
+    fusion = any(".b_attn." in k for k in state if k.startswith("rpn.head.dyhead_tower."))
+    per_block = 3 if fusion else 1
+    defaults = SwinConfig()
+    swin = SwinConfig(embed_dim=patch.shape[0], depths=tuple(depths), num_heads=tuple(heads), window_size=window,
+                      drop_path_rate=0.4 if patch.shape[0] >= 192 else defaults.drop_path_rate)
+    text = TextConfig(vocab_size=words.shape[0], hidden_size=hidden, num_layers=text_layers,
+                      num_heads=max(1, hidden // 64),
+                      intermediate_size=state["language_backbone.body.model.encoder.layer.0.intermediate.dense.weight"].shape[0])
+    head = HeadConfig(num_blocks=len(tower) // per_block, use_fusion=fusion, use_text_layers=fusion,
+                      fused_dot_product=fusion)
+    inferred = GLIPConfig(name="custom", swin=swin, text=text, head=head)
+    for name in ("glip-t", "glip-t-a", "glip-l"):
+        preset = get_config(name)
+        if _architecture(preset) == _architecture(inferred):
+            return preset
+    return inferred
+
+
+def _architecture(config: GLIPConfig) -> tuple:
+    s, t, h = config.swin, config.text, config.head
+    return (s.embed_dim, tuple(s.depths), tuple(s.num_heads), s.window_size, t.hidden_size, t.num_layers,
+            t.vocab_size, h.num_blocks, h.use_fusion, h.use_text_layers)
+
+
+def convert_official_state_dict(state: Mapping[str, torch.Tensor], config: GLIPConfig) -> dict[str, torch.Tensor]:
+    """Map official keys to ours; check the dropped anchor templates; raise on keys without a rule."""
+    converted, unknown = {}, []
+    for key, value in state.items():
+        if _DROPPED.match(key):
+            _check_anchor_template(key, value, config)
+            continue
+        ours = map_official_key(key, config.head)
+        if ours is None:
+            unknown.append(key)
+        else:
+            converted[ours] = value
+    if unknown:
+        raise CheckpointError(_mismatch_message(unexpected=unknown))
+    return converted
+
+
+def _check_anchor_template(key: str, value: torch.Tensor, config: GLIPConfig) -> None:
+    match = re.match(r"^rpn\.anchor_generator\.cell_anchors\.(\d+)$", key)
+    if not match:
+        return
+    level = int(match.group(1))
+    head = config.head
+    if level >= len(head.anchor_sizes):
+        raise CheckpointError(f"checkpoint has anchors for level {level}; the model has {len(head.anchor_sizes)} levels")
+    expected = cell_anchor(head.anchor_sizes[level], head.anchor_strides[level])
+    if value.shape != expected.shape or not torch.allclose(value.float(), expected):
+        raise CheckpointError(f"checkpoint anchor template {key} = {value.tolist()} differs from the config's "
+                              f"{expected.tolist()}: the checkpoint was trained with other anchor settings")
+
+
+def _mismatch_message(missing: list[str] = (), unexpected: list[str] = (),
+                      shapes: list[str] = (), limit: int = 20) -> str:
+    lines = ["checkpoint does not match the model:"]
+    for title, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
+        if keys:
+            shown = ", ".join(keys[:limit]) + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+            lines.append(f"  {len(keys)} {title}: {shown}")
+    lines.append("  check that --config names the checkpoint's model (glip-t, glip-t-a, glip-l) and that the file is complete")
+    return "\n".join(lines)
+
+
+def load_state_strict(model: GLIP, state: Mapping[str, torch.Tensor]) -> None:
+    """Load ``state`` into ``model`` only if every key and shape matches (no partial loads)."""
+    if "prompt_embedding" in state:
+        model.enable_prompt_embedding(state["prompt_embedding"].shape[0])
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f"{k} {tuple(state[k].shape)} vs model {tuple(v.shape)}" for k, v in expected.items()
+              if k in state and state[k].shape != v.shape]
+    if missing or unexpected or shapes:
+        raise CheckpointError(_mismatch_message(missing, unexpected, shapes))
+    model.load_state_dict(state, strict=True)
+
+
+def load_official(path: str | os.PathLike, config: GLIPConfig | str | None = None) -> GLIP:
+    """Build a model from an official ``.pth``. ``config`` (preset name or config) is checked against
+    the architecture the checkpoint shows; None = use what it shows."""
+    state = read_official_state_dict(path)
+    inferred = infer_config(state)
+    if config is None:
+        config = inferred
+    elif isinstance(config, str):
+        config = get_config(config)
+    if _architecture(config) != _architecture(inferred):
+        raise CheckpointError(
+            f"{path} holds a {inferred.name} model ({_describe(inferred)}) but config '{config.name}' "
+            f"({_describe(config)}) was asked for: pass --config {inferred.name if inferred.name in PRESETS else '...'}"
+        )
+    model = GLIP(config)
+    load_state_strict(model, convert_official_state_dict(state, config))
+    return model
+
+
+def _describe(config: GLIPConfig) -> str:
+    s, h = config.swin, config.head
+    return (f"Swin embed {s.embed_dim} depths {tuple(s.depths)} window {s.window_size}, {h.num_blocks} head blocks, "
+            f"fusion {'on' if h.use_fusion else 'off'}")
+
+
+def save_glip(model: GLIP, path: str | os.PathLike, extra_metadata: dict[str, str] | None = None) -> Path:
+    """Write our format: ``path`` (.safetensors, config also in its metadata) and ``path`` with .json."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"our checkpoints are .safetensors files; got {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config_json = json.dumps(model.config.to_dict(), indent=2)
+    metadata = {"format": FORMAT_TAG, "config": config_json, **(extra_metadata or {})}
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(state, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+    path.with_suffix(".json").write_text(config_json + "\n")
+    return path
+
+
+def load_glip(path: str | os.PathLike, config: GLIPConfig | str | None = None) -> GLIP:
+    """Load one of our ``.safetensors`` checkpoints (config from its metadata or the .json beside it),
+    or an official ``.pth`` (anything else)."""
+    path = Path(path)
+    if path.is_dir():
+        candidates = sorted(path.glob("*.safetensors"))
+        if len(candidates) != 1:
+            raise CheckpointError(f"{path} is a directory with {len(candidates)} .safetensors files; name one")
+        path = candidates[0]
+    if path.suffix != ".safetensors":
+        return load_official(path, config)
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        state = load_file(str(path))
+    except Exception as error:  # noqa: BLE001 - report any parse failure as a bad file
+        raise CheckpointError(f"{path} is not a readable safetensors file ({error})") from error
+    stored = _stored_config(path, metadata)
+    if config is None:
+        config = stored
+    elif isinstance(config, str):
+        config = get_config(config)
+    if stored is not None and _architecture(stored) != _architecture(config):
+        raise CheckpointError(f"{path} holds a '{stored.name}' model but config '{config.name}' was asked for")
+    if config is None:
+        raise CheckpointError(f"{path} has no config (no metadata, no {path.with_suffix('.json').name}); pass --config")
+    model = GLIP(config)
+    load_state_strict(model, state)
+    return model
+
+
+def _stored_config(path: Path, metadata: dict[str, str]) -> GLIPConfig | None:
+    if "config" in metadata:
+        return GLIPConfig.from_dict(json.loads(metadata["config"]))
+    sidecar = path.with_suffix(".json")
+    if sidecar.is_file():
+        return GLIPConfig.from_dict(json.loads(sidecar.read_text()))
+    return None

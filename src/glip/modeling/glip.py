@@ -1,0 +1,88 @@
+"""The GLIP detector: Swin + FPN image features, BERT text features, the fused dense head."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from glip.config import GLIPConfig
+from glip.modeling.anchors import level_anchors
+from glip.modeling.fpn import FPN
+from glip.modeling.head import HeadOutput, VLHead
+from glip.modeling.swin import SwinBackbone
+from glip.modeling.text_encoder import TextEncoder, TextFeatures
+
+
+@dataclass
+class ImageFeatures:
+    """What the image side computes once per image, whatever the prompt: backbone stages (all four,
+    strides 4..32) and the FPN levels P3..P7, each [B, C, H, W]."""
+
+    stages: list[torch.Tensor]
+    levels: list[torch.Tensor]
+
+
+@dataclass
+class GLIPOutput:
+    image: ImageFeatures
+    text: TextFeatures
+    head: HeadOutput
+    anchors: list[torch.Tensor]  # per level [H_l*W_l, 4] xyxy in network-input pixels
+
+
+class GLIP(nn.Module):
+    def __init__(self, config: GLIPConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = SwinBackbone(config.swin)
+        self.fpn = FPN(self.backbone.out_channels, config.fpn.out_channels)
+        self.text_encoder = TextEncoder(config.text)
+        if config.head.channels != config.fpn.out_channels:
+            raise ValueError("head.channels must equal fpn.out_channels")
+        text = config.text
+        self.head = VLHead(config.head, text.hidden_size, text.num_heads, text.intermediate_size,
+                           text.layer_norm_eps, text.dropout)
+        # Prompt tuning (optional): a [max_length, D] tensor added to the text features before the
+        # head; zero-initialised so that enabling it changes nothing until it is trained.
+        self.prompt_embedding: nn.Parameter | None = None
+
+    def enable_prompt_embedding(self, rows: int = 1000) -> nn.Parameter:
+        if self.prompt_embedding is None:
+            device = self.head.bias_lang.device
+            self.prompt_embedding = nn.Parameter(torch.zeros(rows, self.config.text.hidden_size, device=device))
+        return self.prompt_embedding
+
+    def encode_images(self, images: torch.Tensor) -> ImageFeatures:
+        """images: [B, 3, H, W] normalised BGR, padded to multiples of 32."""
+        stages = self.backbone(images)
+        selected = [stages[i] for i in self.config.swin.out_stages]
+        return ImageFeatures(stages=stages, levels=self.fpn(selected))
+
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> TextFeatures:
+        """input_ids, attention_mask: [B, L]."""
+        text = self.text_encoder(input_ids, attention_mask)
+        if self.prompt_embedding is not None:
+            delta = self.prompt_embedding[: input_ids.shape[1]].unsqueeze(0)  # [1, L, D]
+            text = TextFeatures(hidden=text.hidden + delta, mask=text.mask, embedded=text.embedded + delta)
+        return text
+
+    def anchors(self, levels: list[torch.Tensor]) -> list[torch.Tensor]:
+        shapes = [tuple(level.shape[-2:]) for level in levels]
+        head = self.config.head
+        return level_anchors(head.anchor_sizes, head.anchor_strides, shapes, levels[0].device)
+
+    def forward(self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                image_features: ImageFeatures | None = None) -> GLIPOutput:
+        """Run the whole network. ``image_features`` may be passed to reuse the image side (several
+        prompt chunks for the same images); then ``images`` is not looked at."""
+        if image_features is None:
+            image_features = self.encode_images(images)
+        batch = image_features.levels[0].shape[0]
+        if input_ids.shape[0] == 1 and batch > 1:
+            input_ids = input_ids.expand(batch, -1)
+            attention_mask = attention_mask.expand(batch, -1)
+        text = self.encode_text(input_ids, attention_mask)
+        head = self.head(image_features.levels, text)
+        return GLIPOutput(image=image_features, text=text, head=head, anchors=self.anchors(image_features.levels))

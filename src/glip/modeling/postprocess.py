@@ -1,0 +1,112 @@
+"""ATSS post-processing: phrase scores from token scores, candidates, decoding, class-aware NMS.
+
+The steps and conventions are the official test-time ones (candidate threshold on the phrase score,
+top-k per level by score x centerness, score = sqrt(phrase score x centerness), boxes clipped to
+[0, W-1] x [0, H-1], NMS with "+1" areas, a per-image cap). Phrases are unlimited in number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torchvision.ops import batched_nms
+
+from glip.config import PostProcessConfig
+from glip.modeling.box_coder import BoxCoder
+from glip.modeling.head import HeadOutput
+
+
+@dataclass
+class Detections:
+    """Detections of one image: boxes [N, 4] xyxy, scores [N], labels [N] (0-based phrase index)."""
+
+    boxes: torch.Tensor
+    scores: torch.Tensor
+    labels: torch.Tensor
+
+    @staticmethod
+    def cat(parts: list["Detections"]) -> "Detections":
+        return Detections(torch.cat([p.boxes for p in parts]), torch.cat([p.scores for p in parts]),
+                          torch.cat([p.labels for p in parts]))
+
+    def __len__(self) -> int:
+        return int(self.scores.numel())
+
+    def select(self, keep: torch.Tensor) -> "Detections":
+        return Detections(self.boxes[keep], self.scores[keep], self.labels[keep])
+
+    def sorted(self) -> "Detections":
+        """Highest score first (stable, so equal scores keep their order)."""
+        order = torch.sort(self.scores, descending=True, stable=True).indices
+        return self.select(order)
+
+    def rescaled(self, from_hw: tuple[int, int], to_hw: tuple[int, int]) -> "Detections":
+        """Scale boxes from one image size (h, w) to another, e.g. network input -> original."""
+        ratio_w = to_hw[1] / from_hw[1]
+        ratio_h = to_hw[0] / from_hw[0]
+        scale = torch.tensor([ratio_w, ratio_h, ratio_w, ratio_h], dtype=self.boxes.dtype, device=self.boxes.device)
+        return Detections(self.boxes * scale, self.scores, self.labels)
+
+
+def phrase_scores(token_probs: torch.Tensor, token_indices: list[list[int]]) -> torch.Tensor:
+    """token_probs: [N, L] sigmoid scores -> [N, P] mean over each phrase's tokens."""
+    num_tokens = token_probs.shape[1]
+    membership = torch.zeros(num_tokens, len(token_indices), dtype=token_probs.dtype, device=token_probs.device)
+    for phrase, tokens in enumerate(token_indices):
+        membership[tokens, phrase] = 1.0
+    counts = membership.sum(dim=0)  # [P]
+    return (token_probs @ membership) / counts
+
+
+class PostProcessor:
+    def __init__(self, config: PostProcessConfig, box_coder: BoxCoder | None = None) -> None:
+        self.config = config
+        self.box_coder = box_coder or BoxCoder()
+
+    def candidates(self, head: HeadOutput, anchors: list[torch.Tensor], token_indices: list[list[int]],
+                   image_index: int, image_hw: tuple[int, int], label_offset: int = 0) -> Detections:
+        """Pre-NMS candidates of one image for one prompt, all levels, in network-input pixels."""
+        parts = []
+        for level, level_anchors in enumerate(anchors):
+            probs = head.token_logits[level][image_index].sigmoid()  # [HW, L]
+            scores = phrase_scores(probs, token_indices)  # [HW, P]
+            centerness = head.centerness[level][image_index].reshape(-1).sigmoid()  # [HW]
+            deltas = head.box_regression[level][image_index].reshape(4, -1).t()  # [HW, 4]
+            is_candidate = scores > self.config.candidate_threshold
+            top_n = min(int(is_candidate.sum()), self.config.pre_nms_top_n)
+            ranked = (scores * centerness[:, None])[is_candidate]
+            ranked, order = ranked.topk(top_n, sorted=False)
+            location_label = is_candidate.nonzero()[order]  # [k, 2] (location, phrase)
+            locations = location_label[:, 0]
+            boxes = self.box_coder.decode(deltas[locations], level_anchors[locations])
+            boxes = clip_boxes(boxes, image_hw)
+            detections = Detections(boxes, torch.sqrt(ranked), location_label[:, 1] + label_offset)
+            parts.append(detections.select(self._large_enough(boxes)))
+        return Detections.cat(parts)
+
+    def _large_enough(self, boxes: torch.Tensor) -> torch.Tensor:
+        widths = boxes[:, 2] - boxes[:, 0] + 1
+        heights = boxes[:, 3] - boxes[:, 1] + 1
+        return (widths >= self.config.min_size) & (heights >= self.config.min_size)
+
+    def select(self, candidates: Detections) -> Detections:
+        """Class-aware NMS ("+1" IoU, suppress when IoU > threshold), then the per-image cap."""
+        # Adding 1 to x2/y2 turns torchvision's continuous IoU into the legacy "+1" one.
+        legacy = candidates.boxes + torch.tensor([0.0, 0.0, 1.0, 1.0], dtype=candidates.boxes.dtype,
+                                                 device=candidates.boxes.device)
+        keep = batched_nms(legacy, candidates.scores, candidates.labels, self.config.nms_threshold)
+        kept = candidates.select(keep)
+        limit = self.config.detections_per_image
+        if 0 < limit < len(kept):
+            threshold = torch.kthvalue(kept.scores.cpu(), len(kept) - limit + 1).values.item()
+            kept = kept.select(kept.scores >= threshold)
+        return kept.sorted()
+
+
+def clip_boxes(boxes: torch.Tensor, image_hw: tuple[int, int]) -> torch.Tensor:
+    """Clip xyxy boxes to [0, W-1] x [0, H-1]."""
+    h, w = image_hw
+    x = boxes[:, 0::2].clamp(min=0, max=w - 1)
+    y = boxes[:, 1::2].clamp(min=0, max=h - 1)
+    return torch.stack([x[:, 0], y[:, 0], x[:, 1], y[:, 1]], dim=1)
