@@ -108,6 +108,93 @@ def map_official_key(key: str, head: HeadConfig) -> str | None:
     return None
 
 
+def _unescape(fragment: str) -> str:
+    """Literal text of a regex fragment made of plain characters and escapes (``\\.`` -> ``.``)."""
+    return re.sub(r"\\(.)", r"\1", fragment)
+
+
+def _inverse_prefix_rule(pattern: str, template: str) -> tuple[re.Pattern[str], str, str | None]:
+    """Turn one official->ours rule around: (regex on our key, official format string, placeholder).
+
+    The official pattern has at most one capture group; its text becomes ``{}`` in the format string.
+    The template's placeholder becomes a capture group on our side: ``{n2}`` (official number - 2)
+    captures digits, ``{g1}`` (the official group verbatim) captures what the official group allowed.
+    """
+    anchored_end = pattern.endswith("$")
+    body = pattern.removeprefix("^").removesuffix("$")
+    group = re.search(r"\(([^()]*)\)", body)
+    if group is None:
+        official, group_regex = _unescape(body), ""
+    else:
+        official = _unescape(body[:group.start()]) + "{}" + _unescape(body[group.end():])
+        group_regex = group.group(1)
+    placeholder = re.search(r"\{(n2|g1)\}", template)
+    if placeholder is None:
+        ours = re.escape(template)
+    else:
+        capture = r"(\d+)" if placeholder.group(1) == "n2" else f"({group_regex})"
+        ours = re.escape(template[:placeholder.start()]) + capture + re.escape(template[placeholder.end():])
+    return re.compile("^" + ours + ("$" if anchored_end else "")), official, placeholder and placeholder.group(1)
+
+
+def _unmap_key(key: str, head: HeadConfig) -> str | None:
+    """The official name of one of our keys (inverse of :func:`map_official_key`), or None."""
+    match = re.match(r"^head\.blocks\.(\d+)\.(fusion|text_layer|dyconv)\.(.*)$", key)
+    if match:
+        parts = _tower_parts(head)
+        block, kind, rest = int(match.group(1)), match.group(2), match.group(3)
+        if kind not in parts:
+            return None
+        rules = {"fusion": _FUSION_RULES, "dyconv": _DYCONV_RULES}.get(kind, [])
+        for old, new in rules:
+            if rest.startswith(new):
+                rest = old + rest[len(new):]
+                break
+        else:
+            if rules:
+                return None
+        return f"rpn.head.dyhead_tower.{block * len(parts) + parts.index(kind)}.{rest}"
+    for pattern, template in _PREFIX_RULES:
+        ours, official, placeholder = _inverse_prefix_rule(pattern, template)
+        match = ours.match(key)
+        if match:
+            value = match.group(1) if placeholder else None
+            if placeholder == "n2":
+                value = str(int(value) + 2)
+            return official.format(value) + key[match.end():]
+    return None
+
+
+def export_official_state_dict(model: GLIP) -> dict[str, torch.Tensor]:
+    """Our model's weights under the official names (no ``module.`` prefix), as an official file has
+    them: with the anchor templates ``rpn.anchor_generator.cell_anchors.{i}`` and a zero vestigial
+    ``rpn.head.cls_logits`` conv. Tensors share storage with the model.
+
+    The names come from inverting the official->ours rules; every result is mapped forward again
+    and must give back our key, so the two directions cannot drift apart.
+
+    Example:
+        >>> state = export_official_state_dict(GLIP(get_config("glip-tiny")))
+        >>> torch.save({"model": {"module." + k: v for k, v in state.items()}}, "tiny.pth")
+    """
+    config = model.config
+    exported: dict[str, torch.Tensor] = {}
+    for key, value in model.state_dict().items():
+        official = _unmap_key(key, config.head)
+        if official is None or map_official_key(official, config.head) != key:
+            raise CheckpointError(f"no official name for our key {key} (got {official})")
+        exported[official] = value
+    reference = model.head.bias0
+    head = config.head
+    for level, (size, stride) in enumerate(zip(head.anchor_sizes, head.anchor_strides)):
+        exported[f"rpn.anchor_generator.cell_anchors.{level}"] = cell_anchor(size, stride).to(reference.device)
+    exported["rpn.head.cls_logits.weight"] = torch.zeros(
+        head.num_legacy_classes, head.channels, 1, 1, dtype=reference.dtype, device=reference.device)
+    exported["rpn.head.cls_logits.bias"] = torch.zeros(
+        head.num_legacy_classes, dtype=reference.dtype, device=reference.device)
+    return exported
+
+
 def read_official_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read an official ``.pth``: ``{"model": ...}`` or a bare state dict; ``module.`` stripped when
     every key carries it (as the official loader does)."""

@@ -10,6 +10,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from glip.images import PreprocessConfig as InputConfig
+
 
 @dataclass
 class SwinConfig:
@@ -87,17 +89,6 @@ class PostProcessConfig:
     nms_threshold: float = 0.6  # class-aware, legacy "+1" IoU
     detections_per_image: int = 100
     min_size: float = 0.0
-
-
-@dataclass
-class InputConfig:
-    """Image preprocessing (BGR, 0..255 scale, as the official model expects)."""
-
-    min_size: int = 800
-    max_size: int | None = 1333
-    size_divisibility: int = 32
-    pixel_mean: tuple[float, float, float] = (103.530, 116.280, 123.675)  # B, G, R
-    pixel_std: tuple[float, float, float] = (57.375, 57.120, 58.395)
 
 
 @dataclass

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
-from torchvision.ops import batched_nms
 
 from glip.config import PostProcessConfig
 from glip.modeling.box_coder import BoxCoder
@@ -92,16 +92,44 @@ class PostProcessor:
 
     def select(self, candidates: Detections) -> Detections:
         """Class-aware NMS ("+1" IoU, suppress when IoU > threshold), then the per-image cap."""
-        # Adding 1 to x2/y2 turns torchvision's continuous IoU into the legacy "+1" one.
-        legacy = candidates.boxes + torch.tensor([0.0, 0.0, 1.0, 1.0], dtype=candidates.boxes.dtype,
-                                                 device=candidates.boxes.device)
-        keep = batched_nms(legacy, candidates.scores, candidates.labels, self.config.nms_threshold)
+        keep = legacy_nms(candidates.boxes, candidates.scores, candidates.labels, self.config.nms_threshold)
         kept = candidates.select(keep)
         limit = self.config.detections_per_image
         if 0 < limit < len(kept):
             threshold = torch.kthvalue(kept.scores.cpu(), len(kept) - limit + 1).values.item()
             kept = kept.select(kept.scores >= threshold)
         return kept.sorted()
+
+
+def legacy_iou(boxes: torch.Tensor) -> torch.Tensor:
+    """[N, 4] xyxy -> [N, N] IoU with the legacy "+1" widths, in the official kernel's arithmetic
+    (the order of float operations matters for pairs at exactly the threshold, which are common
+    because anchors sit on a regular grid)."""
+    left = torch.maximum(boxes[:, None, 0], boxes[None, :, 0])
+    right = torch.minimum(boxes[:, None, 2], boxes[None, :, 2])
+    top = torch.maximum(boxes[:, None, 1], boxes[None, :, 1])
+    bottom = torch.minimum(boxes[:, None, 3], boxes[None, :, 3])
+    width = (right - left + 1).clamp(min=0)
+    height = (bottom - top + 1).clamp(min=0)
+    intersection = width * height
+    area = (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)
+    return intersection / (area[:, None] + area[None, :] - intersection)
+
+
+def legacy_nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Greedy class-aware NMS: within each label, by descending score, drop every box whose "+1" IoU
+    with an already kept box is > threshold. Returns kept indices in ascending order."""
+    kept = []
+    for label in torch.unique(labels):
+        members = (labels == label).nonzero().flatten()
+        members = members[torch.sort(scores[members], descending=True, stable=True).indices]
+        overlaps = (legacy_iou(boxes[members].float()) > threshold).cpu().numpy()  # [n, n]
+        suppressed = np.zeros(len(members), dtype=bool)
+        for row in range(len(members)):
+            if not suppressed[row]:
+                kept.append(int(members[row]))
+                suppressed |= overlaps[row]
+    return torch.tensor(sorted(kept), dtype=torch.long, device=boxes.device)
 
 
 def clip_boxes(boxes: torch.Tensor, image_hw: tuple[int, int]) -> torch.Tensor:

@@ -1,0 +1,113 @@
+"""The ``glip`` command line: ``glip detect`` and ``glip convert``.
+
+Errors are one line on stderr and a non-zero exit code; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+logger = logging.getLogger("glip")
+
+EXIT_ERROR = 2
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="glip", description="GLIP: grounded language-image detection")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    detect = sub.add_parser("detect", help="detect classes or caption phrases in images")
+    detect.add_argument("images", nargs="+", help="image files")
+    prompt = detect.add_mutually_exclusive_group(required=True)
+    prompt.add_argument("--classes", nargs="+", metavar="NAME", help="class names (any number)")
+    prompt.add_argument("--caption", help="a free caption to ground")
+    detect.add_argument("--phrase", action="append", default=None, metavar="P",
+                        help="a phrase of the caption to ground (repeatable); default: its noun phrases")
+    detect.add_argument("--weights", help="our .safetensors, an official .pth, or an official file name "
+                                          "(default: the embedded model)")
+    detect.add_argument("--config", choices=["glip-t", "glip-t-a", "glip-l"],
+                        help="architecture of --weights (checked against the file; inferred when omitted)")
+    detect.add_argument("--threshold", type=float, default=0.5, help="minimum score (default 0.5)")
+    detect.add_argument("--max-detections", type=int, default=None, help="per image (default 100)")
+    detect.add_argument("--out", default="glip_out", help="output directory for JSON and PNG (default glip_out)")
+    detect.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    detect.add_argument("--batch-size", type=int, default=1)
+    _add_common(detect)
+
+    convert = sub.add_parser("convert", help="convert an official GLIP .pth to our .safetensors format")
+    convert.add_argument("official", help="official checkpoint (.pth)")
+    convert.add_argument("output", help="output .safetensors (a .json config is written beside it)")
+    convert.add_argument("--config", choices=["glip-t", "glip-t-a", "glip-l"],
+                         help="expected architecture (checked; inferred when omitted)")
+    _add_common(convert)
+    return parser
+
+
+def run_detect(args: argparse.Namespace) -> int:
+    from glip.images import load_image
+    from glip.predictor import GLIPPredictor
+    from glip.visualize import draw_detections
+
+    if args.phrase and args.caption is None:
+        raise ValueError("--phrase needs --caption")
+    for image in args.images:
+        load_image(image)  # fail fast, with the file's name, before loading the model
+    predictor = GLIPPredictor.from_pretrained(args.weights, device=args.device, config=args.config)
+    results = predictor.detect(args.images, classes=args.classes, caption=args.caption, phrases=args.phrase,
+                               threshold=args.threshold, max_detections=args.max_detections,
+                               batch_size=args.batch_size, progress=len(args.images) > 1)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for image_path, result in zip(args.images, results):
+        stem = Path(image_path).stem
+        (out / f"{stem}.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        draw_detections(load_image(image_path), result).save(out / f"{stem}.png")
+        print(f"{image_path}: {len(result.detections)} detections (threshold {args.threshold}) -> "
+              f"{out / (stem + '.json')}, {out / (stem + '.png')}")
+        print(f"  {'phrase':<24} {'score':>6}  box (x1, y1, x2, y2)")
+        for detection in result.detections[:20]:
+            box = ", ".join(f"{v:.1f}" for v in detection.bbox_xyxy)
+            print(f"  {detection.phrase[:24]:<24} {detection.score:6.3f}  ({box})")
+        if len(result.detections) > 20:
+            print(f"  ... {len(result.detections) - 20} more in the JSON")
+    return 0
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from glip.checkpoint import load_official, save_glip
+
+    model = load_official(args.official, args.config)
+    path = save_glip(model, args.output, {"source": Path(args.official).name})
+    print(f"converted {args.official} ({model.config.name}) -> {path} and {path.with_suffix('.json')}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    handlers = {"detect": run_detect, "convert": run_convert}
+    try:
+        return handlers[args.command](args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - the CLI's job is to turn any failure into one line
+        if args.debug:
+            raise
+        message = str(error).strip() or type(error).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
