@@ -1,0 +1,1 @@
+"""Training: ATSS assignment, the GLIP loss, and the trainer."""
