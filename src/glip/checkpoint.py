@@ -215,7 +215,20 @@ def read_official_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]
 
 
 def infer_config(state: Mapping[str, torch.Tensor]) -> GLIPConfig:
-    """Recognise an official state dict's architecture from its key names and shapes."""
+    """The preset (glip-t, glip-t-a, glip-l) an official state dict holds; CheckpointError if none."""
+    inferred = _infer_architecture(state)
+    for name in ("glip-t", "glip-t-a", "glip-l"):
+        preset = get_config(name)
+        if _architecture(preset) == _architecture(inferred) and _widths_match(preset, state):
+            return preset
+    raise CheckpointError(
+        f"the checkpoint's architecture ({_describe(inferred)}) is none of glip-t, glip-t-a, glip-l; "
+        "pass the model config explicitly (or use our .safetensors format, which stores it)"
+    )
+
+
+def _infer_architecture(state: Mapping[str, torch.Tensor]) -> GLIPConfig:
+    """What the key names and shapes of an official state dict show (a "custom" config)."""
     try:
         patch = state["backbone.body.patch_embed.proj.weight"]
         words = state["language_backbone.body.model.embeddings.word_embeddings.weight"]
@@ -243,12 +256,15 @@ def infer_config(state: Mapping[str, torch.Tensor]) -> GLIPConfig:
                       intermediate_size=state["language_backbone.body.model.encoder.layer.0.intermediate.dense.weight"].shape[0])
     head = HeadConfig(num_blocks=len(tower) // per_block, use_fusion=fusion, use_text_layers=fusion,
                       fused_dot_product=fusion)
-    inferred = GLIPConfig(name="custom", swin=swin, text=text, head=head)
-    for name in ("glip-t", "glip-t-a", "glip-l"):
-        preset = get_config(name)
-        if _architecture(preset) == _architecture(inferred):
-            return preset
-    return inferred
+    return GLIPConfig(name="custom", swin=swin, text=text, head=head)
+
+
+def _widths_match(config: GLIPConfig, state: Mapping[str, torch.Tensor]) -> bool:
+    """Head/FPN widths of a preset against the checkpoint's tensors."""
+    box = state.get("rpn.head.bbox_pred.weight")
+    lateral = state.get("backbone.fpn.fpn_inner4.weight")
+    return (box is not None and box.shape[1] == config.head.channels
+            and lateral is not None and lateral.shape[0] == config.fpn.out_channels)
 
 
 def _architecture(config: GLIPConfig) -> tuple:
@@ -301,15 +317,17 @@ def _mismatch_message(missing: list[str] = (), unexpected: list[str] = (),
 
 def load_state_strict(model: GLIP, state: Mapping[str, torch.Tensor]) -> None:
     """Load ``state`` into ``model`` only if every key and shape matches (no partial loads)."""
-    if "prompt_embedding" in state:
-        model.enable_prompt_embedding(state["prompt_embedding"].shape[0])
-    expected = model.state_dict()
+    expected = dict(model.state_dict())
+    if "prompt_embedding" in state and model.prompt_embedding is None:
+        expected["prompt_embedding"] = state["prompt_embedding"]  # optional: created once checks pass
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     shapes = [f"{k} {tuple(state[k].shape)} vs model {tuple(v.shape)}" for k, v in expected.items()
               if k in state and state[k].shape != v.shape]
     if missing or unexpected or shapes:
         raise CheckpointError(_mismatch_message(missing, unexpected, shapes))
+    if "prompt_embedding" in state and model.prompt_embedding is None:
+        model.enable_prompt_embedding(state["prompt_embedding"].shape[0])
     model.load_state_dict(state, strict=True)
 
 
@@ -317,11 +335,14 @@ def load_official(path: str | os.PathLike, config: GLIPConfig | str | None = Non
     """Build a model from an official ``.pth``. ``config`` (preset name or config) is checked against
     the architecture the checkpoint shows; None = use what it shows."""
     state = read_official_state_dict(path)
-    inferred = infer_config(state)
     if config is None:
-        config = inferred
+        config = infer_config(state)
     elif isinstance(config, str):
         config = get_config(config)
+    inferred = _infer_architecture(state)
+    for name in ("glip-t", "glip-t-a", "glip-l"):
+        if _architecture(get_config(name)) == _architecture(inferred):
+            inferred.name = name
     if _architecture(config) != _architecture(inferred):
         raise CheckpointError(
             f"{path} holds a {inferred.name} model ({_describe(inferred)}) but config '{config.name}' "

@@ -204,7 +204,7 @@ class SwinBackbone(nn.Module):
         self.config = config
         self.patch_embed = PatchEmbed(config.patch_size, config.embed_dim)
         total = sum(config.depths)
-        rates = torch.linspace(0, config.drop_path_rate, total).tolist()
+        rates = [config.drop_path_rate * i / max(total - 1, 1) for i in range(total)]  # linear, like linspace
         self.layers = nn.ModuleList()
         channels = config.stage_channels
         for i, depth in enumerate(config.depths):
