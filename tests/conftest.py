@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def reference_dir() -> Path:
-    """``<repo>/../shared/reference`` unless GLIP_REFERENCE_DIR says otherwise."""
-    return Path(os.environ.get("GLIP_REFERENCE_DIR", REPO_ROOT.parent / "shared" / "reference"))
+from support import reference_dir
 
 
 @pytest.fixture(scope="session")

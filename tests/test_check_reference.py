@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO_ROOT
+from support import REPO_ROOT
 
 CASES = [("glip_t_a", False), ("glip_t", False), ("glip_l", True)]
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import reference_dir
+from support import reference_dir
 from glip.checkpoint import convert_official_state_dict, load_state_strict
 from glip.config import get_config
 from glip.images import PreprocessConfig, prepare_images

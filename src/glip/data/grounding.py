@@ -1,0 +1,303 @@
+"""Phrase-grounding data: captions whose phrases (character spans) are tied to boxes.
+
+Two formats are read:
+
+**ODVG JSON Lines** (the format of Open-GroundingDino and other open-vocabulary detectors), one
+image per line, boxes ``[x1, y1, x2, y2]`` in pixels::
+
+    {"filename": "a.jpg", "height": 480, "width": 640,
+     "grounding": {"caption": "a red star and a blue ring",
+                   "regions": [{"bbox": [10, 20, 50, 60], "phrase": "a red star",
+                                "tokens_positive": [[0, 10]]}]}}
+
+Regions with the same ``tokens_positive`` are one phrase with several boxes; a region's ``bbox``
+may also be a list of boxes. A region without ``tokens_positive`` is located by its ``phrase``
+(first case-insensitive occurrence in the caption). A simpler variant is accepted too, at the top
+level or under ``grounding``::
+
+    {"filename": "a.jpg", "caption": "...", "phrases": [{"spans": [[0, 10]], "boxes": [[...], ...]}]}
+
+**MDETR COCO JSON** (the GoldG / Flickr30k / RefCOCO files of MDETR and GLIP): ``images`` carry
+``caption``, ``annotations`` carry ``bbox`` ``[x, y, w, h]`` and ``tokens_positive``; annotations
+of one image with the same spans are one phrase.
+
+Faulty records (box outside the image, span outside the caption, missing image, ...) are reported
+with ``file:line`` (JSON Lines) or ``file#image id`` / ``file#annotation id`` (JSON) and skipped
+or raised by ``on_error``.
+
+Example:
+    >>> dataset = GroundingJsonlDataset("goldg.odvg.jsonl", "images/")  # doctest: +SKIP
+    >>> dataset[0].sample.phrase_texts()  # doctest: +SKIP
+    ['a red star']
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from glip.data.base import GroundingDatasetBase
+from glip.data.coco import group_annotations, image_size, load_json, xywh_to_xyxy
+from glip.data.sample import GroundingSample, Span
+from glip.data.transforms import Transform
+from glip.data.validation import DataError, RecordErrors, check_box, check_image_file, check_spans
+
+logger = logging.getLogger(__name__)
+
+
+def group_regions(
+    caption: str, regions: Iterable[tuple[object, object]], width: int, height: int
+) -> tuple[list[list[Span]], np.ndarray, list[int]]:
+    """Check ``(spans, box_xyxy)`` pairs and group the boxes by phrase (identical spans).
+
+    Returns:
+        ``(phrase_spans, boxes [N, 4] float32, box_phrases)``, phrases in order of first appearance.
+    """
+    phrase_of: dict[tuple[Span, ...], int] = {}
+    phrase_spans: list[list[Span]] = []
+    boxes: list[np.ndarray] = []
+    box_phrases: list[int] = []
+    for spans, box in regions:
+        key = tuple(check_spans(caption, spans))
+        if key not in phrase_of:
+            phrase_of[key] = len(phrase_spans)
+            phrase_spans.append(list(key))
+        if box is not None:
+            boxes.append(check_box(box, width, height))
+            box_phrases.append(phrase_of[key])
+    return phrase_spans, np.array(boxes, dtype=np.float32).reshape(-1, 4), box_phrases
+
+
+def _caption(record: dict) -> str:
+    caption = record.get("caption")
+    if not isinstance(caption, str) or not caption.strip():
+        raise DataError(f"caption {caption!r} is not a non-empty string", "bad caption")
+    return caption
+
+
+def _as_box_list(bbox: object) -> list[object]:
+    """A region's ``bbox``: one box, or a list of boxes."""
+    if isinstance(bbox, (list, tuple)) and bbox and all(isinstance(b, (list, tuple)) for b in bbox):
+        return list(bbox)
+    return [bbox]
+
+
+def _locate_phrase(caption: str, phrase: object) -> list[Span]:
+    if not isinstance(phrase, str) or not phrase.strip():
+        raise DataError("region has neither 'tokens_positive' nor a 'phrase'", "bad span")
+    match = re.search(re.escape(phrase.strip()), caption, re.IGNORECASE)
+    if match is None:
+        raise DataError(f"phrase {phrase!r} does not occur in the caption {caption!r}", "span outside the caption")
+    return [match.span()]
+
+
+def _odvg_regions(grounding: dict, caption: str) -> list[tuple[object, object]]:
+    """``(spans, box)`` pairs of an ODVG ``grounding`` (or of the simpler ``phrases`` variant)."""
+    pairs: list[tuple[object, object]] = []
+    if "regions" in grounding:
+        regions = grounding["regions"]
+        if not isinstance(regions, list):
+            raise DataError("'regions' is not a list", "bad record")
+        for region in regions:
+            if not isinstance(region, dict) or "bbox" not in region:
+                raise DataError(f"region {region!r} has no 'bbox'", "bad record")
+            spans = region.get("tokens_positive")
+            if spans is None:
+                spans = _locate_phrase(caption, region.get("phrase"))
+            pairs.extend((spans, box) for box in _as_box_list(region["bbox"]))
+        return pairs
+    phrases = grounding.get("phrases")
+    if not isinstance(phrases, list):
+        raise DataError("record has neither 'regions' nor a 'phrases' list", "bad record")
+    for phrase in phrases:
+        if not isinstance(phrase, dict) or "spans" not in phrase:
+            raise DataError(f"phrase {phrase!r} has no 'spans'", "bad record")
+        boxes = phrase.get("boxes", [])
+        if not isinstance(boxes, list):
+            raise DataError(f"phrase boxes {boxes!r} are not a list", "bad record")
+        pairs.append((phrase["spans"], None))
+        pairs.extend((phrase["spans"], box) for box in boxes)
+    return pairs
+
+
+class SampleListDataset(GroundingDatasetBase):
+    """A dataset whose samples are all known when it is built (captions fixed in the file)."""
+
+    samples: list[GroundingSample]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def get_sample(self, index: int, repeat: int = 0) -> GroundingSample:
+        return self.samples[self._check_index(index)].replace()
+
+
+class GroundingJsonlDataset(SampleListDataset):
+    """ODVG-style JSON Lines grounding data, one image per line.
+
+    Args:
+        path: the ``.jsonl`` file.
+        image_dir: folder the records' ``filename`` are relative to.
+        on_error: ``"skip"`` drops a faulty line with a warning, ``"raise"`` raises `DataError`.
+        seed: base seed of the augmentation.
+        transform: see `GroundingDatasetBase`.
+        skip_empty: drop lines with no box instead of training their caption as all negatives.
+
+    Image sizes come from ``width``/``height`` of the line, else from the image's header.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        image_dir: str | Path,
+        on_error: str = "skip",
+        seed: int = 0,
+        transform: Transform | None = None,
+        skip_empty: bool = False,
+    ) -> None:
+        super().__init__(transform=transform, seed=seed)
+        self.path = Path(path)
+        self.image_dir = Path(image_dir)
+        self.errors = RecordErrors(on_error, self.path)
+        if not self.path.is_file():
+            raise DataError(f"annotation file {str(self.path)!r} does not exist", "missing file")
+        self.samples = []
+        num_records = 0
+        with self.path.open(encoding="utf-8") as handle:
+            for line_number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                num_records += 1
+                source = f"{self.path}:{line_number}"
+                try:
+                    sample = self._parse(line, source)
+                except DataError as error:
+                    self.errors.reject(source, error)
+                    continue
+                if skip_empty and sample.num_boxes == 0:
+                    continue
+                self.samples.append(sample)
+        self.errors.summarize(num_records, len(self.samples))
+        if not self.samples:
+            raise DataError(f"{self.path}: no records to train on", "empty dataset")
+        logger.info("%s: %d grounding records", self.path, len(self.samples))
+
+    def _parse(self, line: str, source: str) -> GroundingSample:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"invalid JSON ({exc.msg} at column {exc.colno})", "invalid JSON") from None
+        if not isinstance(record, dict) or not isinstance(record.get("filename"), str):
+            raise DataError("record has no 'filename'", "bad record")
+        grounding = record.get("grounding", record)
+        if "grounding" not in record and "detection" in record:
+            raise DataError(
+                "ODVG detection records are not read here: give detection data as COCO JSON "
+                "(CocoDetectionDataset)", "unsupported record",
+            )
+        if not isinstance(grounding, dict):
+            raise DataError("'grounding' is not an object", "bad record")
+        path = self.image_dir / record["filename"]
+        check_image_file(path)
+        width, height = image_size(record, path)
+        caption = _caption(grounding)
+        phrase_spans, boxes, box_phrases = group_regions(caption, _odvg_regions(grounding, caption), width, height)
+        return GroundingSample(
+            image_path=path, caption=caption, phrase_spans=phrase_spans, boxes=boxes,
+            box_phrases=box_phrases, image_id=record.get("image_id", record["filename"]),
+            source=source, width=width, height=height,
+        )
+
+
+class MdetrCocoDataset(SampleListDataset):
+    """MDETR-style COCO JSON grounding data (captions on images, ``tokens_positive`` on boxes).
+
+    Args:
+        annotation_file: the JSON file (e.g. MDETR's ``final_mixed_train_no_coco.json``).
+        image_dir: folder the images' ``file_name`` are relative to.
+        on_error: ``"skip"`` drops a faulty image (whole) with a warning, ``"raise"`` raises.
+        seed: base seed of the augmentation.
+        transform: see `GroundingDatasetBase`.
+        skip_empty: drop images with no (non-crowd) box.
+    """
+
+    def __init__(
+        self,
+        annotation_file: str | Path,
+        image_dir: str | Path,
+        on_error: str = "skip",
+        seed: int = 0,
+        transform: Transform | None = None,
+        skip_empty: bool = False,
+    ) -> None:
+        super().__init__(transform=transform, seed=seed)
+        self.annotation_file = Path(annotation_file)
+        self.image_dir = Path(image_dir)
+        self.errors = RecordErrors(on_error, self.annotation_file)
+        data = load_json(self.annotation_file)
+        if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+            raise DataError(f"{self.annotation_file}: not COCO JSON (no 'images' list)", "invalid JSON")
+        annotations = data.get("annotations", [])
+        if not isinstance(annotations, list):
+            raise DataError(f"{self.annotation_file}: 'annotations' is not a list", "invalid JSON")
+        by_image = group_annotations(annotations, data["images"], self.annotation_file, self.errors)
+        self.samples = []
+        for record in data["images"]:
+            image_id = record.get("id") if isinstance(record, dict) else None
+            try:
+                if not isinstance(image_id, (int, str)):
+                    raise DataError(f"image record has no integer or string 'id' ({image_id!r})", "bad image record")
+                sample = self._parse(record, by_image.get(image_id, []))
+            except _AnnotationFault as fault:
+                self.errors.reject(fault.source, fault.error)
+                continue
+            except DataError as error:
+                self.errors.reject(f"{self.annotation_file}#image {image_id}", error)
+                continue
+            if skip_empty and sample.num_boxes == 0:
+                continue
+            self.samples.append(sample)
+        self.errors.summarize(len(data["images"]), len(self.samples))
+        if not self.samples:
+            raise DataError(f"{self.annotation_file}: no images to train on", "empty dataset")
+        logger.info("%s: %d grounding images", self.annotation_file, len(self.samples))
+
+    def _parse(self, record: object, annotations: list) -> GroundingSample:
+        if not isinstance(record, dict) or not isinstance(record.get("file_name"), str):
+            raise DataError("image record has no 'file_name'", "bad image record")
+        image_id = record.get("id")
+        path = self.image_dir / record["file_name"]
+        check_image_file(path)
+        width, height = image_size(record, path)
+        caption = _caption(record)
+        regions = []
+        for source, ann in annotations:
+            if ann.get("iscrowd", 0):
+                continue
+            try:
+                spans = ann.get("tokens_positive")
+                check_spans(caption, spans)
+                box = check_box(xywh_to_xyxy(ann.get("bbox")), width, height)
+            except DataError as error:
+                raise _AnnotationFault(f"{source} (image {image_id})", error) from None
+            regions.append((spans, box))
+        phrase_spans, boxes, box_phrases = group_regions(caption, regions, width, height)
+        return GroundingSample(
+            image_path=path, caption=caption, phrase_spans=phrase_spans, boxes=boxes,
+            box_phrases=box_phrases, image_id=image_id,
+            source=f"{self.annotation_file}#image {image_id}", width=width, height=height,
+        )
+
+
+class _AnnotationFault(Exception):
+    """A faulty annotation inside an image record: carries the annotation's own source."""
+
+    def __init__(self, source: str, error: DataError) -> None:
+        super().__init__(f"{source}: {error}")
+        self.source = source
+        self.error = error
