@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--batch-size", type=int, default=1)
     _add_common(detect)
 
+    for name, (_, help_text) in DELEGATED.items():
+        sub.add_parser(name, help=f"{help_text} (glip {name} --help)", add_help=False)
+
     convert = sub.add_parser("convert", help="convert an official GLIP .pth to our .safetensors format")
     convert.add_argument("official", help="official checkpoint (.pth)")
     convert.add_argument("output", help="output .safetensors (a .json config is written beside it)")
@@ -90,7 +93,20 @@ def run_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+# Sub-commands implemented in their own modules, each with ``main(argv) -> int``.
+DELEGATED = {
+    "train": ("glip.training.train_cli", "train a model from a YAML config"),
+    "eval": ("glip.evaluation.cli", "evaluate on COCO/LVIS/grounding datasets or a suite"),
+    "shapes": ("glip.shapes.cli", "the procedural shapes world (generate, train, report)"),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in DELEGATED:
+        import importlib
+
+        return importlib.import_module(DELEGATED[argv[0]][0]).main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
