@@ -313,6 +313,10 @@ def print_report(args: argparse.Namespace, device: torch.device, glip: Timings,
     print(f"input: image {args.height}x{args.width} (GLIP padded to {pad_h}x{pad_w}); "
           f"prompt {len(CLASS_NAMES)} classes; batch 1")
     print(f"repeats: {args.repeats} timed after {args.warmup} warm-up")
+    if hasattr(os, "getloadavg"):
+        load = os.getloadavg()
+        print(f"load average now: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (other processes on the same "
+              f"CPUs make these figures noisy)")
     print("-" * 72)
     width = max(len(name) for name, _ in rows)
     print(f"{'model':<{width}}  {'median s/img':>12}  {'min s/img':>10}")
