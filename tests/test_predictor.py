@@ -131,3 +131,17 @@ def test_cuda_without_cuda_is_a_clear_error(monkeypatch):
     with pytest.raises(ValueError, match="CUDA"):
         resolve_device("cuda")
     assert resolve_device(None).type == "cpu"
+
+
+def test_trimmed_text_padding_gives_the_same_detections(predictor, scene):
+    predictor.trim_text_padding = False
+    try:
+        (full,) = predictor.detect(scene, classes=["circle", "square", "star"], threshold=0.0)
+    finally:
+        predictor.trim_text_padding = True
+    (trimmed,) = predictor.detect(scene, classes=["circle", "square", "star"], threshold=0.0)
+    assert len(full.detections) == len(trimmed.detections)
+    for a, b in zip(full.detections, trimmed.detections):
+        assert a.phrase_index == b.phrase_index
+        assert a.score == pytest.approx(b.score, abs=1e-5)
+        np.testing.assert_allclose(a.bbox_xyxy, b.bbox_xyxy, atol=1e-2)
