@@ -1,0 +1,219 @@
+"""Phrase-grounding ground truth (Flickr30K Entities style) in the two formats of the training data.
+
+**ODVG JSON Lines**, one caption per line (see `glip.data.grounding`)::
+
+    {"filename": "a.jpg", "height": 480, "width": 640, "image_id": 7,
+     "grounding": {"caption": "a red star and a blue ring",
+                   "regions": [{"bbox": [10, 20, 50, 60], "phrase": "a red star", "tokens_positive": [[0, 10]]}]}}
+
+**MDETR COCO JSON** (e.g. ``final_flickr_separateGT_test.json``): ``images`` carry ``caption``,
+``annotations`` carry ``bbox`` ``[x, y, w, h]`` and ``tokens_positive``.
+
+Boxes with the same spans are one phrase (`glip.data.grounding.group_regions`, as in training);
+phrases are numbered in order of first appearance: that number is ``phrase_index`` in predictions.
+The unit of evaluation is one record (one image *and* caption); its id is the COCO image id, or the
+line's ``image_id``, else its ``filename``.
+
+Unlike the training readers, a faulty record is never skipped (it would change the recall's
+denominator): every fault is counted and reported in one `EvaluationError`. Image files are not
+needed to read the ground truth (only to run a model), so sizes must be in the file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from glip.data.coco import xywh_to_xyxy
+from glip.data.grounding import group_regions
+from glip.data.validation import DataError
+from glip.evaluation.common import EvaluationError, FaultLog, read_json
+
+logger = logging.getLogger(__name__)
+
+Span = tuple[int, int]
+
+
+@dataclass
+class GroundingRecord:
+    """One caption of one image, with its phrases and their ground-truth boxes.
+
+    Attributes:
+        phrase_spans: per phrase, its ``[start, end)`` character spans in ``caption``.
+        boxes: ``[N, 4]`` float64 ``x1, y1, x2, y2`` in the image's pixels.
+        box_phrases: per box, the index of its phrase.
+    """
+
+    id: int | str
+    file_name: str
+    width: int
+    height: int
+    caption: str
+    phrase_spans: list[list[Span]]
+    boxes: np.ndarray
+    box_phrases: list[int]
+
+    @property
+    def num_phrases(self) -> int:
+        return len(self.phrase_spans)
+
+    def phrase_text(self, index: int) -> str:
+        return " ".join(self.caption[s:e] for s, e in self.phrase_spans[index])
+
+    def phrase_boxes(self, index: int) -> np.ndarray:
+        return self.boxes[[i for i, p in enumerate(self.box_phrases) if p == index]].reshape(-1, 4)
+
+
+@dataclass
+class GroundingDataset:
+    name: str
+    records: list[GroundingRecord]
+    image_dir: Path | None = None
+    source: str = "<memory>"
+
+    def image_path(self, record: GroundingRecord) -> Path:
+        return Path(self.image_dir or ".") / record.file_name
+
+    def missing_images(self) -> list[GroundingRecord]:
+        return [r for r in self.records if not self.image_path(r).is_file()]
+
+    def num_grounded_phrases(self) -> int:
+        return sum(len(set(r.box_phrases)) for r in self.records)
+
+
+def load_grounding_dataset(path: str | os.PathLike, image_dir: str | os.PathLike | None = None,
+                           name: str | None = None, data: object = None) -> GroundingDataset:
+    """Read a grounding JSON Lines (``.jsonl``) or MDETR COCO JSON file; see the module docstring.
+
+    ``data``: the file's JSON when the caller has read it already (MDETR JSON only).
+    """
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        records = _read_jsonl(path)
+    else:
+        records = _read_mdetr(path, read_json(path, "annotation file") if data is None else data)
+    if not records:
+        raise EvaluationError(f"{path}: no records: nothing to evaluate")
+    duplicates = FaultLog(str(path))
+    seen: set = set()
+    for record in records:
+        if record.id in seen:
+            duplicates.add("duplicate image id", record.id,
+                           "each record (image and caption) needs its own id: give JSON Lines records an 'image_id'")
+        seen.add(record.id)
+    duplicates.raise_if_any()
+    if not any(r.box_phrases for r in records):
+        raise EvaluationError(f"{path}: no phrase has a ground-truth box: recall is undefined")
+    return GroundingDataset(name or path.stem.replace(".odvg", ""), records,
+                            Path(image_dir) if image_dir is not None else path.parent, str(path))
+
+
+def _record_size(record: dict) -> tuple[int, int]:
+    width, height = record.get("width"), record.get("height")
+    if not isinstance(width, int) or not isinstance(height, int) or width <= 0 or height <= 0:
+        raise DataError(f"needs a positive integer 'width' and 'height', got {width!r} x {height!r}", "no image size")
+    return width, height
+
+
+def _locate(caption: str, phrase: object) -> list[Span]:
+    if not isinstance(phrase, str) or not phrase.strip():
+        raise DataError("region has neither 'tokens_positive' nor a 'phrase'", "region without spans")
+    match = re.search(re.escape(phrase.strip()), caption, re.IGNORECASE)
+    if match is None:
+        raise DataError(f"phrase {phrase!r} is not in the caption", "phrase not in the caption")
+    return [match.span()]
+
+
+def _odvg_record(line: str) -> GroundingRecord:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"invalid JSON ({exc.msg})", "invalid JSON") from None
+    if not isinstance(record, dict) or not isinstance(record.get("filename"), str):
+        raise DataError("record has no 'filename'", "record without 'filename'")
+    grounding = record.get("grounding")
+    if not isinstance(grounding, dict) or not isinstance(grounding.get("caption"), str) \
+            or not isinstance(grounding.get("regions"), list):
+        raise DataError("needs 'grounding': {'caption', 'regions'}", "record without grounding")
+    width, height = _record_size(record)
+    caption = grounding["caption"]
+    pairs = []
+    for region in grounding["regions"]:
+        if not isinstance(region, dict) or "bbox" not in region:
+            raise DataError(f"region {region!r} has no 'bbox'", "region without 'bbox'")
+        spans = region.get("tokens_positive") or _locate(caption, region.get("phrase"))
+        boxes = region["bbox"]
+        boxes = boxes if boxes and all(isinstance(b, (list, tuple)) for b in boxes) else [boxes]
+        pairs.extend((spans, box) for box in boxes)
+    phrase_spans, boxes, box_phrases = group_regions(caption, pairs, width, height)
+    image_id = record.get("image_id", record["filename"])
+    if not isinstance(image_id, (int, str)) or isinstance(image_id, bool):
+        raise DataError(f"'image_id' {image_id!r} is not an integer or a string", "bad image id")
+    return GroundingRecord(image_id, record["filename"], width, height, caption, phrase_spans,
+                           boxes.astype(np.float64), box_phrases)
+
+
+def _read_jsonl(path: Path) -> list[GroundingRecord]:
+    if not path.is_file():
+        raise EvaluationError(f"annotation file {str(path)!r} does not exist")
+    faults = FaultLog(str(path))
+    records = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(_odvg_record(line))
+            except DataError as error:
+                faults.add(error.kind, f"line {number}: {error}")
+    faults.raise_if_any()
+    return records
+
+
+def _read_mdetr(path: Path, data: object) -> list[GroundingRecord]:
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
+            or not isinstance(data.get("annotations", []), list):
+        raise EvaluationError(f"{path}: not MDETR COCO JSON (needs an 'images' list with captions)")
+    faults = FaultLog(str(path))
+    by_image: dict = {}
+    image_ids = {r.get("id") for r in data["images"] if isinstance(r, dict)}
+    for position, ann in enumerate(data.get("annotations", [])):
+        image_id = ann.get("image_id") if isinstance(ann, dict) else None
+        if image_id not in image_ids:
+            faults.add("unknown image id", image_id, "the annotation's image is not in 'images'")
+            continue
+        by_image.setdefault(image_id, []).append(ann)
+    records = []
+    for position, image in enumerate(data["images"]):
+        try:
+            records.append(_mdetr_record(image, by_image))
+        except DataError as error:
+            faults.add(error.kind, f"images[{position}]: {error}")
+    faults.raise_if_any()
+    return records
+
+
+def _mdetr_record(image: object, by_image: dict) -> GroundingRecord:
+    if not isinstance(image, dict) or not isinstance(image.get("file_name"), str):
+        raise DataError("image record has no 'file_name'", "image without 'file_name'")
+    image_id = image.get("id")
+    if not isinstance(image_id, (int, str)) or isinstance(image_id, bool):
+        raise DataError("image record has no integer or string 'id'", "image without 'id'")
+    caption = image.get("caption")
+    if not isinstance(caption, str) or not caption.strip():
+        raise DataError("image record has no 'caption'", "image without 'caption'")
+    width, height = _record_size(image)
+    pairs = []
+    for ann in by_image.get(image_id, []):
+        if ann.get("iscrowd", 0):
+            continue
+        pairs.append((ann.get("tokens_positive"), xywh_to_xyxy(ann.get("bbox"))))
+    phrase_spans, boxes, box_phrases = group_regions(caption, pairs, width, height)
+    return GroundingRecord(image_id, image["file_name"], width, height, caption, phrase_spans,
+                           boxes.astype(np.float64), box_phrases)
