@@ -363,7 +363,7 @@ TEXT_PREFIX = "text_encoder."
 
 
 def save_glip(model: GLIP, path: str | os.PathLike, extra_metadata: dict[str, str] | None = None,
-              include_text_encoder: bool | None = None) -> Path:
+              include_text_encoder: bool | None = None, dtype: torch.dtype | None = None) -> Path:
     """Write our format: ``path`` (.safetensors, config also in its metadata) and ``path`` with .json.
 
     ``include_text_encoder=False`` leaves out the text encoder when it is an unchanged pretrained
@@ -386,6 +386,10 @@ def save_glip(model: GLIP, path: str | os.PathLike, extra_metadata: dict[str, st
             raise ValueError("the text encoder can only be left out when config.text.pretrained names its weights")
         state = {k: v for k, v in state.items() if not k.startswith(TEXT_PREFIX)}
         metadata["text_encoder"] = f"pretrained:{model.config.text.pretrained}"
+    if dtype is not None:
+        # Smaller files (e.g. float16 for a shipped model); loading casts back to the model's dtype.
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+        metadata["stored_dtype"] = str(dtype).removeprefix("torch.")
     tmp = path.with_name(path.name + ".tmp")
     save_file(state, str(tmp), metadata=metadata)
     os.replace(tmp, path)

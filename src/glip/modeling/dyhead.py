@@ -62,6 +62,11 @@ class DeformConvNorm(nn.Module):
         if torch.is_grad_enabled() and x.device.type == "cpu" and min(x.shape[-2:]) > 1:
             # Training on a CPU: the sampling formulation has a much faster backward pass.
             out = deform_conv3x3_sampled(x, offset, weight, bias, self.stride, mask)
+        elif x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # torchvision's op has no CPU autocast rule: run it in float32.
+            with torch.autocast("cpu", enabled=False):
+                out = deform_conv2d(x.float(), offset.float(), weight.float(), bias.float(), stride=self.stride,
+                                    padding=1, mask=mask.float())
         else:
             out = deform_conv2d(x, offset, weight, bias, stride=self.stride, padding=1, mask=mask)
         return self.norm(out)
