@@ -94,3 +94,20 @@ def test_ema_update_and_state() -> None:
     restored.load_state_dict(ema.state_dict())
     assert restored.decay == 0.9
     torch.testing.assert_close(restored.module.head.weight, ema.module.head.weight)
+
+
+def test_ema_copies_frozen_parameters_exactly():
+    import torch
+    from torch import nn
+
+    from glip.training.ema import ModelEMA
+
+    model = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 1))
+    model[0].requires_grad_(False)
+    ema = ModelEMA(model, decay=0.9)
+    with torch.no_grad():
+        model[1].weight.add_(1.0)
+    for _ in range(50):
+        ema.update(model)
+    assert torch.equal(ema.module[0].weight, model[0].weight)
+    assert not torch.equal(ema.module[1].weight, model[1].weight)

@@ -8,6 +8,7 @@ Errors are one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import sys
 import time
 
@@ -37,7 +38,29 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--workers", type=int, default=1, help="drawing processes (default 1)")
     generate.add_argument("--format", choices=IMAGE_FORMATS, default="png", help="image format (default png)")
     generate.add_argument("--overwrite", action="store_true", help="replace an existing split directory")
+    report = sub.add_parser("report", help="evaluate models on the test splits and print a Markdown table")
+    report.add_argument("--data", required=True, help="dataset root holding the test splits")
+    report.add_argument("--model", action="append", required=True, metavar="LABEL=WEIGHTS",
+                        help="a model to evaluate (repeatable), e.g. glip-nano=runs/nano/model.safetensors")
+    report.add_argument("--out", help="also write the table to this Markdown file")
+    report.add_argument("--device", default="cpu")
     return parser
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from glip.shapes.report import evaluate_model, markdown_table
+
+    results = {}
+    for item in args.model:
+        label, _, weights = item.partition("=")
+        if not weights:
+            raise ValueError(f"--model takes LABEL=WEIGHTS, got {item!r}")
+        results[label] = evaluate_model(weights, args.data, args.device)
+    table = markdown_table(results)
+    if args.out:
+        Path(args.out).write_text(table + "\n")
+    print(table)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:  # --help, or a one-line usage error
         return int(exit_.code or 0)
+    if args.command == "report":
+        try:
+            return run_report(args)
+        except (ValueError, OSError, RuntimeError) as error:
+            print(f"glip shapes: error: {error}", file=sys.stderr)
+            return EXIT_ERROR
     start = time.perf_counter()
     try:
         split_dir = generate_split(args.out, args.split, args.num_images, args.seed, image_size=args.size,

@@ -1,7 +1,8 @@
 """Exponential moving average of model weights (official GLIP: ``SOLVER.MODEL_EMA`` 0.999).
 
 After every optimizer step, ``ema = decay * ema + (1 - decay) * weights`` for every floating-point
-tensor of the state dict (parameters and buffers); other buffers are copied. The EMA copy is a
+tensor of the state dict (trainable parameters and buffers); frozen parameters and other buffers
+are copied. The EMA copy is a
 whole module in eval mode, so it can be evaluated or exported as it is.
 
 Example:
@@ -31,9 +32,11 @@ class ModelEMA:
     def update(self, model: nn.Module) -> None:
         """Move the average towards ``model``'s current weights (call after each optimizer step)."""
         current = model.state_dict()
+        # Frozen parameters are copied, not averaged: averaging equal values still drifts by rounding.
+        frozen = {name for name, parameter in model.named_parameters() if not parameter.requires_grad}
         for name, average in self.module.state_dict().items():
             value = current[name].detach()
-            if average.dtype.is_floating_point:
+            if average.dtype.is_floating_point and name not in frozen:
                 average.mul_(self.decay).add_(value.to(average.dtype), alpha=1.0 - self.decay)
             else:
                 average.copy_(value)

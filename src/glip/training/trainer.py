@@ -525,3 +525,15 @@ def train(config: TrainConfig, resume: bool | None = None) -> Path:
         return Trainer(config, context).fit(resume)
     finally:
         cleanup_distributed()
+
+
+def export_training_checkpoint(checkpoint: str | Path, output: str | Path, use_ema: bool = True,
+                               dtype: torch.dtype | None = None) -> Path:
+    """Turn a training checkpoint (``step_N.pt``) into our model format (EMA weights when present
+    and ``use_ema``), e.g. to use a model before its run has finished."""
+    state = checkpointing.load_checkpoint(checkpoint)
+    model = build_model(TrainConfig.from_dict(state["config"]).model)
+    weights = state["ema"]["weights"] if use_ema and state.get("ema") else state["model"]
+    load_state_strict(model, weights)
+    return save_glip(model, output, {"source": f"training checkpoint {Path(checkpoint).name}",
+                                     "step": str(state["step"])}, dtype=dtype)
