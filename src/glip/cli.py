@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     detect = sub.add_parser("detect", help="detect classes or caption phrases in images")
     detect.add_argument("images", nargs="+", help="image files")
-    prompt = detect.add_mutually_exclusive_group(required=True)
+    prompt = detect.add_mutually_exclusive_group()
     prompt.add_argument("--classes", nargs="+", metavar="NAME", help="class names (any number)")
     prompt.add_argument("--caption", help="a free caption to ground")
     detect.add_argument("--phrase", action="append", default=None, metavar="P",
@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
                                           "(default: the embedded model)")
     detect.add_argument("--config", choices=["glip-t", "glip-t-a", "glip-l"],
                         help="architecture of --weights (checked against the file; inferred when omitted)")
+    detect.add_argument("--adapter", action="append", default=None, metavar="FILE",
+                        help="a tuned task (glip finetune's adapter.safetensors) on the same base model "
+                             "(repeatable: each task runs on the images, the base model loaded once)")
     detect.add_argument("--threshold", type=float, default=0.5, help="minimum score (default 0.5)")
     detect.add_argument("--max-detections", type=int, default=None, help="per image (default 100)")
     detect.add_argument("--out", default="glip_out", help="output directory for JSON and PNG (default glip_out)")
@@ -57,20 +60,31 @@ def build_parser() -> argparse.ArgumentParser:
 def run_detect(args: argparse.Namespace) -> int:
     from glip.images import load_image
     from glip.predictor import GLIPPredictor
-    from glip.visualize import draw_detections
 
     if args.phrase and args.caption is None:
         raise ValueError("--phrase needs --caption")
+    if args.classes is None and args.caption is None and not args.adapter:
+        raise ValueError("say what to detect: --classes NAME ..., --caption TEXT, or --adapter TASK.safetensors")
     for image in args.images:
         load_image(image)  # fail fast, with the file's name, before loading the model
     predictor = GLIPPredictor.from_pretrained(args.weights, device=args.device, config=args.config)
-    results = predictor.detect(args.images, classes=args.classes, caption=args.caption, phrases=args.phrase,
-                               threshold=args.threshold, max_detections=args.max_detections,
-                               batch_size=args.batch_size, progress=len(args.images) > 1)
+    tasks = [predictor.add_adapter(path).name for path in args.adapter] if args.adapter else [None]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    for task in tasks:
+        results = predictor.detect(args.images, classes=args.classes, caption=args.caption, phrases=args.phrase,
+                                   threshold=args.threshold, max_detections=args.max_detections,
+                                   batch_size=args.batch_size, progress=len(args.images) > 1, adapter=task)
+        _write_detections(args, results, out, suffix="" if task is None else f".{task}")
+    return 0
+
+
+def _write_detections(args: argparse.Namespace, results: list, out: Path, suffix: str) -> None:
+    from glip.images import load_image
+    from glip.visualize import draw_detections
+
     for image_path, result in zip(args.images, results):
-        stem = Path(image_path).stem
+        stem = Path(image_path).stem + suffix
         (out / f"{stem}.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
         draw_detections(load_image(image_path), result).save(out / f"{stem}.png")
         print(f"{image_path}: {len(result.detections)} detections (threshold {args.threshold}) -> "
@@ -81,7 +95,6 @@ def run_detect(args: argparse.Namespace) -> int:
             print(f"  {detection.phrase[:24]:<24} {detection.score:6.3f}  ({box})")
         if len(result.detections) > 20:
             print(f"  ... {len(result.detections) - 20} more in the JSON")
-    return 0
 
 
 def run_convert(args: argparse.Namespace) -> int:
@@ -98,6 +111,7 @@ DELEGATED = {
     "train": ("glip.training.train_cli", "train a model from a YAML config"),
     "eval": ("glip.evaluation.cli", "evaluate on COCO/LVIS/grounding datasets or a suite"),
     "shapes": ("glip.shapes.cli", "the procedural shapes world (generate, train, report)"),
+    "finetune": ("glip.transfer.cli", "tune to a task: prompt tuning, linear probe, full fine-tuning, few-shot"),
 }
 
 

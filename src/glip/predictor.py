@@ -9,9 +9,11 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from glip.modeling.postprocess import Detections, PostProcessor
 from glip.prompts import (Prompt, TokenizedPrompt, build_caption_prompt, build_class_prompt, chunk_class_names,
                           tokenize_prompt)
 from glip.tokenizer import load_tokenizer
+from glip.transfer.adapter import Adapter, AdapterError, AdapterSwitch, load_adapter
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +88,40 @@ class GLIPPredictor:
         self.tokenizer = load_tokenizer()
         self.max_length = model.config.text.max_length
         self.trim_text_padding = trim_text_padding
+        self.adapters: dict[str, Adapter] = {}
+        self._switch: AdapterSwitch | None = None  # built on the first adapter (fingerprints the base)
+
+    # ------------------------------------------------------------------ adapters
+    def add_adapter(self, adapter: Adapter | str | os.PathLike, name: str | None = None) -> Adapter:
+        """Register a tuned task (an `Adapter` or its file) under ``name`` (default: its own name).
+        It is checked against this base model now; the base weights stay as they are."""
+        if not isinstance(adapter, Adapter):
+            adapter = load_adapter(adapter, name)
+        elif name is not None:
+            adapter = dataclasses.replace(adapter, name=name)
+        if adapter.name in self.adapters and self.adapters[adapter.name] is not adapter:
+            raise AdapterError(f"an adapter named '{adapter.name}' is already loaded: give this one another name")
+        if self._switch is None:
+            self._switch = AdapterSwitch(self.model)
+        self._switch.check(adapter)
+        self.adapters[adapter.name] = adapter
+        return adapter
+
+    def adapter(self, name: str) -> Adapter:
+        if name not in self.adapters:
+            known = ", ".join(sorted(self.adapters)) or "none loaded"
+            raise AdapterError(f"unknown adapter '{name}' (adapters: {known})")
+        return self.adapters[name]
+
+    @contextmanager
+    def adapter_applied(self, name: str | None) -> Iterator[None]:
+        """The model with adapter ``name`` in place for the duration (None: the base model)."""
+        if name is None:
+            yield
+            return
+        adapter = self.adapter(name)
+        with self._switch.applied(adapter):
+            yield
 
     @classmethod
     def from_pretrained(cls, path_or_name: str | os.PathLike | None = None, device: str | torch.device | None = None,
@@ -108,8 +145,18 @@ class GLIPPredictor:
 
     # ------------------------------------------------------------------ prompts
     def build_prompts(self, classes: Sequence[str] | None = None, caption: str | None = None,
-                      phrases: Sequence[str | tuple[int, int]] | None = None) -> list[PromptChunk]:
-        """The prompt chunks for a class list (split to fit the token window) or one caption."""
+                      phrases: Sequence[str | tuple[int, int]] | None = None,
+                      adapter: str | None = None) -> list[PromptChunk]:
+        """The prompt chunks for a class list (split to fit the token window) or one caption; with
+        an adapter, its fixed task prompt (``classes``, if given, must be its categories)."""
+        if adapter is not None:
+            task = self.adapter(adapter)
+            if caption is not None:
+                raise ValueError(f"adapter '{adapter}' detects its own categories; a caption cannot be used with it")
+            if classes is not None and list(classes) != task.category_names:
+                raise AdapterError(f"adapter '{adapter}' was tuned for the categories {task.category_names}, not "
+                                   f"{list(classes)}: leave out the classes to use its own")
+            return [PromptChunk(task.prompt, tokenize_prompt(task.prompt, self.max_length, self.tokenizer), 0)]
         if (classes is None) == (caption is None):
             raise ValueError("give either classes=[...] or caption='...' (exactly one of them)")
         if classes is not None:
@@ -133,7 +180,7 @@ class GLIPPredictor:
     def detect(self, images: Sequence[ImageSource] | ImageSource, classes: Sequence[str] | None = None,
                caption: str | None = None, phrases: Sequence[str | tuple[int, int]] | None = None,
                threshold: float = 0.5, max_detections: int | None = None, batch_size: int = 1,
-               progress: bool = False) -> list[ImageDetections]:
+               progress: bool = False, adapter: str | None = None) -> list[ImageDetections]:
         """Detect the prompt's phrases in each image.
 
         Args:
@@ -144,6 +191,8 @@ class GLIPPredictor:
             threshold: minimum score of a returned detection.
             max_detections: per image (default: the model config's, 100).
             batch_size: images per forward pass.
+            adapter: the name of a tuned task (`add_adapter`): its prompt and tuned tensors are used;
+                ``classes`` may then be left out.
         """
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be within [0, 1], got {threshold}")
@@ -151,7 +200,7 @@ class GLIPPredictor:
         sources = [images] if single else list(images)
         if not sources:
             raise ValueError("no images given")
-        chunks = self.build_prompts(classes, caption, phrases)
+        chunks = self.build_prompts(classes, caption, phrases, adapter)
         all_phrases = [p for chunk in chunks for p in chunk.prompt.phrases]
         caption_text = chunks[0].prompt.caption if len(chunks) == 1 else " ".join(c.prompt.caption for c in chunks)
         postprocess = PostProcessor(self.model.config.postprocess)
@@ -163,7 +212,8 @@ class GLIPPredictor:
         for start in tqdm(starts, desc="detect", unit="batch", disable=not progress):
             batch_sources = sources[start:start + batch_size]
             batch = prepare_images(batch_sources, self.model.config.input).to(self.device)
-            per_image = self._detect_batch(batch, chunks, postprocess)
+            with self.adapter_applied(adapter):
+                per_image = self._detect_batch(batch, chunks, postprocess)
             for offset, detections in enumerate(per_image):
                 source = batch_sources[offset]
                 h0, w0 = batch.original_sizes[offset]

@@ -83,6 +83,20 @@ def test_duplicate_records_and_bad_phrase_indices(tmp_path):
         evaluate_grounding(dataset, predictions=[prediction(2, 1, [0, 0, 1, 1], 0.5)])
 
 
+def test_record_id_separates_captions_of_one_image(tmp_path):
+    """Several captions of one image are separate records when each line has its own ``id``."""
+    lines = [{"id": number, "image_id": 7, "filename": "a.jpg", "width": 10, "height": 10,
+              "grounding": {"caption": caption, "regions": [{"bbox": box, "tokens_positive": [[0, len(caption)]]}]}}
+             for number, (caption, box) in enumerate([("a cat", [1, 1, 5, 5]), ("a dog", [5, 5, 9, 9])], start=1)]
+    path = tmp_path / "ids.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    dataset = load_grounding_dataset(path)
+    assert [r.id for r in dataset.records] == [1, 2]
+    result = evaluate_grounding(dataset, predictions=[prediction(1, 0, [1, 1, 5, 5], 0.9),
+                                                      prediction(2, 0, [1, 1, 5, 5], 0.9)])
+    assert result.metrics["any_box"]["R@1"] == 0.5  # the cat found, the dog not: told apart by id
+
+
 def test_faulty_records_are_counted_not_skipped(tmp_path):
     good = {"filename": "a.jpg", "image_id": 1, "width": 10, "height": 10,
             "grounding": {"caption": "a cat", "regions": [{"bbox": [1, 1, 5, 5], "tokens_positive": [[2, 5]]}]}}

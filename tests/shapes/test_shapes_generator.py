@@ -73,7 +73,9 @@ def test_boxes_inside_images_and_object_counts(shapes_root, split):
         per_image[annotation["image_id"]] += 1
     assert min(per_image.values()) >= spec.min_objects and max(per_image.values()) <= spec.max_objects
     if spec.grounding:
-        for record in read_jsonl(shapes_root / split / "grounding.jsonl"):
+        records = read_jsonl(shapes_root / split / "grounding.jsonl")
+        assert [r["id"] for r in records] == list(range(1, len(records) + 1))  # one id per caption
+        for record in records:
             for region in record["grounding"]["regions"]:
                 x1, y1, x2, y2 = region["bbox"]
                 assert 0 <= x1 < x2 <= record["width"] and 0 <= y1 < y2 <= record["height"]
@@ -108,8 +110,9 @@ def test_synonym_categories_name_trained_shapes(shapes_root):
 
 @pytest.mark.parametrize("split", list(SPLITS))
 def test_coco_files_load_in_pycocotools(shapes_root, split):
-    coco_module = pytest.importorskip("pycocotools.coco")
-    coco = coco_module.COCO(str(shapes_root / split / "annotations.json"))
+    from pycocotools.coco import COCO
+
+    coco = COCO(str(shapes_root / split / "annotations.json"))
     assert len(coco.getImgIds()) > 0 and len(coco.getAnnIds()) > 0
 
 

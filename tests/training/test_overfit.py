@@ -14,7 +14,6 @@ from glip.training.train_config import TrainConfig
 from glip.training.trainer import train
 from synthetic_shapes import CATEGORIES, make_shapes_dataset, tiny_config
 
-pycocotools = pytest.importorskip("pycocotools")
 
 
 def coco_ap50(annotation_file, detections: list[dict]) -> float:

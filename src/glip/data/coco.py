@@ -48,7 +48,7 @@ from glip.data.validation import (
     check_image_size,
     read_image_size,
 )
-from glip.prompts import build_class_prompt, clean_name
+from glip.prompts import Prompt, build_class_prompt, clean_name
 from glip.tokenizer import load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -138,6 +138,9 @@ class CocoDetectionDataset(GroundingDatasetBase):
         transform: see `GroundingDatasetBase`.
         skip_empty: drop images with no (non-crowd) annotation instead of training them as negatives.
         tokenizer: counts the prompt's tokens; defaults to `glip.tokenizer.load_tokenizer`.
+        fixed_prompt: one prompt for every image, its phrase ``i`` = category ``i`` of the file (in
+            file order), instead of sampled prompts: the fixed task prompt of prompt tuning, which
+            must be the very prompt used at inference. The caller makes sure it fits the window.
 
     Raises:
         DataError: the file is missing or not COCO JSON, a category name is empty once cleaned, or
@@ -155,6 +158,7 @@ class CocoDetectionDataset(GroundingDatasetBase):
         transform: Transform | None = None,
         skip_empty: bool = False,
         tokenizer: PreTrainedTokenizerBase | None = None,
+        fixed_prompt: Prompt | None = None,
     ) -> None:
         super().__init__(transform=transform, seed=seed)
         if max_prompt_categories < 1:
@@ -177,7 +181,12 @@ class CocoDetectionDataset(GroundingDatasetBase):
         self.errors.summarize(len(data["images"]), len(self.images))
         if not self.images:
             raise DataError(f"{self.annotation_file}: no images to train on", "empty dataset")
-        self._token_costs = self._count_tokens(tokenizer) if max_prompt_tokens is not None else None
+        self.fixed_prompt = fixed_prompt
+        if fixed_prompt is not None and len(fixed_prompt.phrases) != len(self.category_ids):
+            raise DataError(f"{self.annotation_file}: the fixed prompt has {len(fixed_prompt.phrases)} phrases for "
+                            f"{len(self.category_ids)} categories", "bad prompt")
+        counted = max_prompt_tokens is not None and fixed_prompt is None
+        self._token_costs = self._count_tokens(tokenizer) if counted else None
         logger.info(
             "%s: %d images, %d categories", self.annotation_file, len(self.images), len(self.category_ids)
         )
@@ -262,6 +271,8 @@ class CocoDetectionDataset(GroundingDatasetBase):
     def sample_prompt_categories(self, index: int, repeat: int = 0) -> list[int]:
         """The category indices of the prompt of ``index`` in the current epoch, in prompt order."""
         index = self._check_index(index)
+        if self.fixed_prompt is not None:
+            return list(range(len(self.category_ids)))
         image = self.images[index]
         rng = derive_rng(self.seed, self.epoch, index, STREAM_PROMPT, repeat)
         positives = sorted(set(image.categories.tolist()))
@@ -292,7 +303,7 @@ class CocoDetectionDataset(GroundingDatasetBase):
         index = self._check_index(index)
         image = self.images[index]
         categories = self.sample_prompt_categories(index, repeat)
-        prompt = build_class_prompt([self.raw_names[c] for c in categories])
+        prompt = self.fixed_prompt or build_class_prompt([self.raw_names[c] for c in categories])
         phrase_of = {category: phrase for phrase, category in enumerate(categories)}
         keep = np.array([c in phrase_of for c in image.categories.tolist()], dtype=bool)
         if not keep.all():

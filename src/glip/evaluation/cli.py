@@ -42,6 +42,9 @@ def build_parser(prog: str = "glip eval") -> argparse.ArgumentParser:
     parser.add_argument("--images", help="image folder (default: the annotation file's folder)")
     parser.add_argument("--task", choices=["detection", "grounding"], help="default: from the file")
     parser.add_argument("--name", help="dataset name in reports (default: the file's stem)")
+    parser.add_argument("--prompts", metavar="YAML",
+                        help="prompt engineering: category (name or id) -> descriptive prompt, e.g. "
+                             "'stingray: stingray, which is flat and round' (detection files)")
     parser.add_argument("--out", default="glip_eval", help="output folder (default glip_eval)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--batch-size", type=int, default=1, help="images per forward pass (default 1)")
@@ -114,8 +117,13 @@ def run(args: argparse.Namespace) -> int:
                        per_category_limit=args.fixed_ap_limit, reuse_image_features=not args.rerun_image_side)
         if args.max_detections is not None:
             options["max_detections"] = args.max_detections
+        prompts = None
+        if args.prompts:
+            from glip.transfer.task import load_prompt_overrides
+
+            prompts = load_prompt_overrides(args.prompts)
         result = evaluate(args.dataset, predictor, args.predictions, images=args.images, task=args.task,
-                          name=args.name, **options)
+                          name=args.name, prompts=prompts, **options)
         if result is None:  # a non-main rank of torchrun
             return 0
         written = write_report(result, args.out, plots=not args.no_plots, save_predictions_file=predictor is not None)

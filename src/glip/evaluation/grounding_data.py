@@ -12,7 +12,8 @@
 Boxes with the same spans are one phrase (`glip.data.grounding.group_regions`, as in training);
 phrases are numbered in order of first appearance: that number is ``phrase_index`` in predictions.
 The unit of evaluation is one record (one image *and* caption); its id is the COCO image id, or the
-line's ``image_id``, else its ``filename``.
+line's ``id``, else its ``image_id``, else its ``filename`` (give each line an ``id`` when several
+captions share an image).
 
 Unlike the training readers, a faulty record is never skipped (it would change the recall's
 denominator): every fault is counted and reported in one `EvaluationError`. Image files are not
@@ -105,7 +106,7 @@ def load_grounding_dataset(path: str | os.PathLike, image_dir: str | os.PathLike
     for record in records:
         if record.id in seen:
             duplicates.add("duplicate image id", record.id,
-                           "each record (image and caption) needs its own id: give JSON Lines records an 'image_id'")
+                           "each record (image and caption) needs its own id: give JSON Lines records an 'id'")
         seen.add(record.id)
     duplicates.raise_if_any()
     if not any(r.box_phrases for r in records):
@@ -152,9 +153,10 @@ def _odvg_record(line: str) -> GroundingRecord:
         boxes = boxes if boxes and all(isinstance(b, (list, tuple)) for b in boxes) else [boxes]
         pairs.extend((spans, box) for box in boxes)
     phrase_spans, boxes, box_phrases = group_regions(caption, pairs, width, height)
-    image_id = record.get("image_id", record["filename"])
+    key = "id" if "id" in record else "image_id"
+    image_id = record.get(key, record["filename"])
     if not isinstance(image_id, (int, str)) or isinstance(image_id, bool):
-        raise DataError(f"'image_id' {image_id!r} is not an integer or a string", "bad image id")
+        raise DataError(f"'{key}' {image_id!r} is not an integer or a string", "bad image id")
     return GroundingRecord(image_id, record["filename"], width, height, caption, phrase_spans,
                            boxes.astype(np.float64), box_phrases)
 

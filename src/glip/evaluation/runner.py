@@ -226,19 +226,24 @@ _GROUNDING_OPTIONS = {"ks", "iou_threshold", "batch_size", "max_detections", "sk
 
 def evaluate(dataset: str | os.PathLike | DetectionDataset | GroundingDataset | Suite, predictor: Any = None,
              predictions: Predictions | None = None, images: str | os.PathLike | None = None,
-             task: str | None = None, name: str | None = None, **options: Any) -> Result | None:
+             task: str | None = None, name: str | None = None, prompts: Mapping | None = None,
+             **options: Any) -> Result | None:
     """Evaluate a model or predictions on an annotation file, a loaded dataset, or a suite YAML.
+
+    ``prompts``: per-category prompt overrides of a detection file (see `load_detection_dataset`).
 
     ``options`` go to `evaluate_detection`, `evaluate_grounding` or `evaluate_suite` (each takes
     the ones it knows; for a suite, ``predictions`` is a folder of ``<dataset name>.json`` files).
     """
     if isinstance(dataset, Suite) or (isinstance(dataset, (str, os.PathLike))
                                       and Path(dataset).suffix in (".yaml", ".yml")):
-        if images is not None or task is not None or name is not None:
-            raise EvaluationError("a suite names each dataset's images, task and name in its YAML")
+        if images is not None or task is not None or name is not None or prompts:
+            raise EvaluationError("a suite names each dataset's images, task, name and prompts in its YAML")
         return evaluate_suite(dataset, predictor, predictions, **options)
     if isinstance(dataset, (str, os.PathLike)):
-        dataset = load_dataset(dataset, images, task, name)
+        dataset = load_dataset(dataset, images, task, name, prompts)
+    elif prompts:
+        raise EvaluationError("prompt overrides are read with the annotation file: pass its path, not a loaded dataset")
     if isinstance(dataset, GroundingDataset):
         if options.get("fixed_ap"):
             raise EvaluationError(f"{dataset.source}: fixed AP is a detection protocol; this is grounding data")

@@ -5,7 +5,8 @@ Layout of ``OUT/SPLIT/``:
 - ``images/000001.png`` ... (image id ``k`` is file ``{k:06d}.png``, or ``.jpg``; ids start at 1);
 - ``annotations.json``: COCO detection (``file_name`` is relative to ``OUT/SPLIT``, like the
   ``filename`` of the grounding file, e.g. ``images/000001.png``; boxes ``[x, y, w, h]``);
-- ``grounding.jsonl`` (``ground-train`` and ``attributes``): ODVG records with ``image_id``;
+- ``grounding.jsonl`` (``ground-train`` and ``attributes``): ODVG records with ``image_id`` and a
+  record ``id`` of their own (1, 2, ...; the unit of grounding evaluation);
   ``attributes`` has one record per referred object, whose caption is the referring phrase;
 - ``scenes.jsonl``: every object of every image with its attributes, box and visible fraction;
 - ``info.json``: split, seed, image size, number of images and the split's vocabulary.
@@ -208,7 +209,10 @@ def generate_split(out_dir: str | os.PathLike, split: str, num_images: int, seed
     images = _render_all(tasks, max(1, min(workers, num_images)), progress, split)
     _write_json(split_dir / "annotations.json", coco_dataset(spec, images))
     if spec.grounding:
-        _write_jsonl(split_dir / "grounding.jsonl", [record for image in images for record in image["grounding"]])
+        records = [record for image in images for record in image["grounding"]]
+        # ``id`` names the record (image *and* caption): several captions share one image.
+        _write_jsonl(split_dir / "grounding.jsonl", [{"id": number, **record} for number, record in
+                                                     enumerate(records, start=1)])
     _write_jsonl(split_dir / "scenes.jsonl", [{"image_id": image["id"], "file_name": image["file_name"],
                                                "objects": image["objects"]} for image in images])
     return split_dir

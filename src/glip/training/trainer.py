@@ -239,17 +239,19 @@ class Trainer:
         context: this process's place in a distributed run (default: one process on
             ``config.train.device``).
         dataset: use this dataset instead of building ``config.data``.
+        model: train this model instead of building ``config.model`` (e.g. with some parameters
+            already frozen, or a prompt embedding enabled); a resume must pass an identical one.
     """
 
     def __init__(self, config: TrainConfig, context: DistributedContext | None = None,
-                 dataset: Dataset | None = None) -> None:
+                 dataset: Dataset | None = None, model: GLIP | None = None) -> None:
         self.config = config
         self.context = context or DistributedContext(device=resolve_device(config.train.device))
         self.device = self.context.device
         self.output_dir = Path(config.output.dir)
         train = config.train
         _seed_everything(train.seed)
-        self.model = build_model(config.model).to(self.device)
+        self.model = (model if model is not None else build_model(config.model)).to(self.device)
         if train.freeze:
             frozen = freeze_parameters(self.model, train.freeze)
             logger.info("froze %d parameters (%s)", frozen, ", ".join(train.freeze))
@@ -427,8 +429,9 @@ class Trainer:
                                  f"batch images: {', '.join(sources)}{saved}")
 
     # ------------------------------------------------------------ fit
-    def fit(self, resume: bool | None = None) -> Path:
-        """Train to ``train.max_steps`` (resuming if asked) and export the final model."""
+    def fit(self, resume: bool | None = None, export: bool = True) -> Path | None:
+        """Train to ``train.max_steps`` (resuming if asked) and export the final model (``export=False``:
+        leave the trained weights in ``self.model`` / ``self.ema`` only and return None)."""
         config, train = self.config, self.config.train
         resumed_step = self._start(train.resume if resume is None else resume)
         self.ddp_model = wrap_ddp(self.model, self.context, train.find_unused_parameters)
@@ -466,7 +469,7 @@ class Trainer:
             bar.close()
             if metrics is not None:
                 metrics.close()
-        return self._export()
+        return self._export() if export else None
 
     def _log(self, metrics: MetricsLog | None, window: dict[str, Any], images_per_step: int, started: float) -> None:
         steps = window["steps"]
