@@ -54,3 +54,22 @@ def test_model_run_writes_predictions(small_checkpoint, detection_file, tmp_path
     first = json.loads((out / "metrics.json").read_text())
     second = json.loads((tmp_path / "again" / "metrics.json").read_text())
     assert first["metrics"] == second["metrics"]
+
+
+def test_prompt_overrides_reach_the_model(small_checkpoint, detection_file, tmp_path, capsys):
+    """--prompts rewrites the categories' prompts: same categories, other scores; unknown names fail."""
+    def run(out, *extra):
+        code = main(["--weights", str(small_checkpoint), "--dataset", str(detection_file), "--out", str(out),
+                     "--device", "cpu", "--no-progress", "--no-plots", *extra])
+        assert code == 0, capsys.readouterr().err
+        return json.loads((out / "predictions.json").read_text())
+
+    prompts = tmp_path / "prompts.yaml"
+    prompts.write_text("circle: a round red circle\nstar: {prefix: 'a bright ', phrase: star}\n")
+    plain, engineered = run(tmp_path / "plain"), run(tmp_path / "engineered", "--prompts", str(prompts))
+    assert {p["category_id"] for p in engineered} <= {1, 2, 3}
+    assert sorted(p["score"] for p in plain) != sorted(p["score"] for p in engineered)
+    (tmp_path / "bad.yaml").write_text("hexagon: a hexagon\n")
+    code = main(["--weights", str(small_checkpoint), "--dataset", str(detection_file), "--out", str(tmp_path / "x"),
+                 "--device", "cpu", "--no-progress", "--prompts", str(tmp_path / "bad.yaml")])
+    assert code == 2 and "prompt overrides name no category ('hexagon')" in capsys.readouterr().err
