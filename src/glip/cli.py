@@ -112,6 +112,7 @@ DELEGATED = {
     "eval": ("glip.evaluation.cli", "evaluate on COCO/LVIS/grounding datasets or a suite"),
     "shapes": ("glip.shapes.cli", "the procedural shapes world (generate, train, report)"),
     "finetune": ("glip.transfer.cli", "tune to a task: prompt tuning, linear probe, full fine-tuning, few-shot"),
+    "serve": ("glip.serving.cli", "HTTP API and web page"),
 }
 
 

@@ -1,0 +1,106 @@
+"""What the HTTP API takes and returns, and the batching key of a detection request.
+
+``POST /v1/detect`` takes either a JSON body (`DetectJSONRequest`, the image base64-encoded) or a
+multipart form with the same fields and the image as a file. Both become a `DetectKey` (what must
+match for requests to share a forward pass) plus the image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel, Field
+
+
+class DetectOptions(BaseModel):
+    """The prompt and threshold of a detection request."""
+
+    classes: list[str] | str | None = Field(
+        None, description="class names, as a list or one comma-separated string", examples=[["star", "square"]])
+    caption: str | None = Field(None, description="a free caption to ground instead of classes",
+                                examples=["a red star next to a square"])
+    phrases: list[str] | None = Field(None, description="phrases of the caption to ground (default: its noun "
+                                                        "phrases, or the whole caption)")
+    threshold: float = Field(0.5, ge=0.0, le=1.0, description="minimum score of a returned detection")
+    adapter: str | None = Field(None, description="name of a loaded adapter (tuned task); see GET /v1/models")
+
+
+class DetectJSONRequest(DetectOptions):
+    """A JSON detection request."""
+
+    image: str = Field(..., description="the image file's bytes, base64-encoded (a data: URL is accepted too)")
+
+
+class DetectionOut(BaseModel):
+    bbox_xyxy: list[float] = Field(..., description="x1, y1, x2, y2 in pixels of the uploaded image")
+    score: float
+    phrase: str
+    phrase_index: int = Field(..., description="index into phrases")
+
+
+class DetectResponse(BaseModel):
+    """``ImageDetections.to_dict()`` of the predictor."""
+
+    image: str | None = Field(None, description="the uploaded file's name (multipart), else null")
+    width: int
+    height: int
+    caption: str
+    phrases: list[str]
+    detections: list[DetectionOut]
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(..., description="what was wrong and how to fix it")
+
+
+# The multipart form of POST /v1/detect, for the OpenAPI document (the route reads the form itself).
+MULTIPART_SCHEMA = {
+    "type": "object",
+    "required": ["image"],
+    "properties": {
+        "image": {"type": "string", "format": "binary", "description": "an image file (PNG, JPEG, ...)"},
+        "classes": {"type": "string", "description": "comma-separated class names (or repeat the field)"},
+        "caption": {"type": "string", "description": "a free caption to ground instead of classes"},
+        "phrases": {"type": "string", "description": "a phrase of the caption to ground (repeat the field)"},
+        "threshold": {"type": "number", "default": 0.5, "minimum": 0, "maximum": 1},
+        "adapter": {"type": "string", "description": "name of a loaded adapter"},
+    },
+}
+
+
+@dataclass(frozen=True)
+class DetectKey:
+    """What two requests must share to run in one forward pass (hashable)."""
+
+    classes: tuple[str, ...] | None
+    caption: str | None
+    phrases: tuple[str, ...] | None
+    threshold: float
+    adapter: str | None
+
+
+class PromptError(ValueError):
+    """A request whose prompt cannot be used (empty, or both classes and a caption)."""
+
+
+def split_classes(classes: list[str] | str | None) -> tuple[str, ...] | None:
+    """``"a, b"`` or ``["a", "b, c"]`` -> ``("a", "b", "c")``; blanks dropped; None when none is left."""
+    if classes is None:
+        return None
+    parts = [classes] if isinstance(classes, str) else list(classes)
+    names = tuple(name.strip() for part in parts for name in part.split(",") if name.strip())
+    return names or None
+
+
+def detect_key(options: DetectOptions) -> DetectKey:
+    """Normalise a request's prompt into its batching key; refuse empty or ambiguous prompts."""
+    classes = split_classes(options.classes)
+    caption = (options.caption or "").strip() or None
+    phrases = tuple(p.strip() for p in options.phrases or [] if p.strip()) or None
+    if classes is None and caption is None and options.adapter is None:
+        raise PromptError("empty prompt: give classes (e.g. classes=star,square) or a caption to detect")
+    if classes is not None and caption is not None:
+        raise PromptError("give either classes or a caption, not both")
+    if phrases is not None and caption is None:
+        raise PromptError("phrases need a caption to be found in")
+    return DetectKey(classes, caption, phrases, float(options.threshold), options.adapter or None)

@@ -1,0 +1,153 @@
+// The GLIP web page: pick or drop an image, name what to find, POST /v1/detect, draw the boxes.
+// Plain JavaScript, no dependencies (works offline). The canvas's data-boxes-drawn attribute holds
+// the number of boxes drawn by the last detection (used by the browser test).
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { file: null, image: null, busy: false };
+
+// Same colours as glip.visualize.phrase_colour: golden-ratio hue steps, saturation 0.85, value 0.95.
+function phraseColour(index) {
+  const hue = (index * 0.618033988749895) % 1.0;
+  const s = 0.85, v = 0.95, i = Math.floor(hue * 6), f = hue * 6 - i;
+  const p = v * (1 - s), q = v * (1 - s * f), t = v * (1 - s * (1 - f));
+  const [r, g, b] = [[v, t, p], [q, v, p], [p, v, t], [p, q, v], [t, p, v], [v, p, q]][i % 6];
+  return `rgb(${Math.round(r * 255)}, ${Math.round(g * 255)}, ${Math.round(b * 255)})`;
+}
+
+function setStatus(text, isError = false) {
+  $("status").textContent = text;
+  $("status").classList.toggle("error", isError);
+}
+
+function mode() {
+  return document.querySelector("input[name=mode]:checked").value;
+}
+
+function showImage(detections) {
+  const canvas = $("canvas"), image = state.image;
+  canvas.width = image.naturalWidth;
+  canvas.height = image.naturalHeight;
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(image, 0, 0);
+  const lineWidth = Math.max(2, Math.round(Math.max(canvas.width, canvas.height) / 300));
+  const fontSize = Math.max(12, Math.round(Math.max(canvas.width, canvas.height) / 40));
+  ctx.font = `${fontSize}px system-ui, sans-serif`;
+  ctx.textBaseline = "top";
+  const sorted = [...detections].sort((a, b) => a.score - b.score);  // best drawn last, on top
+  for (const d of sorted) {
+    const [x1, y1, x2, y2] = d.bbox_xyxy, colour = phraseColour(d.phrase_index);
+    ctx.strokeStyle = colour;
+    ctx.lineWidth = lineWidth;
+    ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
+    const label = `${d.phrase} ${d.score.toFixed(2)}`, width = ctx.measureText(label).width + 6;
+    const top = Math.max(0, y1 - fontSize - 4);
+    ctx.fillStyle = colour;
+    ctx.fillRect(x1, top, width, fontSize + 4);
+    ctx.fillStyle = "#000";
+    ctx.fillText(label, x1 + 3, top + 2);
+  }
+  canvas.dataset.boxesDrawn = String(detections.length);
+}
+
+function showTable(detections) {
+  const body = $("detections").querySelector("tbody");
+  body.replaceChildren();
+  detections.forEach((d, i) => {
+    const row = body.insertRow();
+    row.className = "detection";
+    const swatch = `<span class="swatch" style="background:${phraseColour(d.phrase_index)}"></span>`;
+    row.insertCell().textContent = String(i + 1);
+    const phrase = row.insertCell();
+    phrase.innerHTML = swatch;
+    phrase.append(d.phrase);
+    row.insertCell().textContent = d.score.toFixed(3);
+    row.insertCell().textContent = d.bbox_xyxy.map((v) => v.toFixed(1)).join(", ");
+  });
+}
+
+function loadFile(file) {
+  if (!file) return;
+  state.file = file;
+  $("file-name").textContent = `${file.name} (${Math.round(file.size / 1024)} KiB)`;
+  const image = new Image();
+  image.onload = () => {
+    state.image = image;
+    $("detect-button").disabled = false;
+    showImage([]);
+    showTable([]);
+    setStatus(`${image.naturalWidth}x${image.naturalHeight}: press Detect.`);
+  };
+  image.onerror = () => setStatus(`${file.name}: the browser cannot display this file as an image`, true);
+  image.src = URL.createObjectURL(file);
+}
+
+async function detect() {
+  if (!state.file || state.busy) return;
+  const form = new FormData();
+  form.append("image", state.file, state.file.name);
+  if (mode() === "classes") {
+    form.append("classes", $("classes-input").value);
+  } else {
+    form.append("caption", $("caption-input").value);
+    for (const p of $("phrases-input").value.split(",").map((s) => s.trim()).filter(Boolean)) form.append("phrases", p);
+  }
+  form.append("threshold", $("threshold-input").value);
+  if ($("adapter-select").value) form.append("adapter", $("adapter-select").value);
+  state.busy = true;
+  $("detect-button").disabled = true;
+  setStatus("Detecting...");
+  const started = performance.now();
+  try {
+    const response = await fetch("/v1/detect", { method: "POST", body: form });
+    const body = await response.json().catch(() => ({ detail: response.statusText }));
+    if (!response.ok) throw new Error(`${response.status}: ${body.detail}`);
+    showImage(body.detections);
+    showTable(body.detections);
+    const seconds = ((performance.now() - started) / 1000).toFixed(2);
+    setStatus(`${body.detections.length} detections at threshold ${Number($("threshold-input").value).toFixed(2)} ` +
+              `(${seconds} s).`);
+  } catch (error) {
+    setStatus(error.message, true);
+  } finally {
+    state.busy = false;
+    $("detect-button").disabled = !state.file;
+  }
+}
+
+async function loadModels() {
+  try {
+    const info = await (await fetch("/v1/models")).json();
+    $("model-info").textContent = `${info.model.name} on ${info.model.device}`;
+    for (const adapter of info.adapters) {
+      const option = new Option(`${adapter.name} (${adapter.categories.join(", ")})`, adapter.name);
+      $("adapter-select").add(option);
+    }
+  } catch (error) {
+    $("model-info").textContent = "model info unavailable";
+  }
+}
+
+$("image-input").addEventListener("change", (e) => loadFile(e.target.files[0]));
+const zone = $("drop-zone");
+zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("dragging"); });
+zone.addEventListener("dragleave", () => zone.classList.remove("dragging"));
+zone.addEventListener("drop", (e) => {
+  e.preventDefault();
+  zone.classList.remove("dragging");
+  loadFile(e.dataTransfer.files[0]);
+});
+for (const radio of document.querySelectorAll("input[name=mode]")) {
+  radio.addEventListener("change", () => {
+    const caption = mode() === "caption";
+    $("classes-input").hidden = caption;
+    $("caption-input").hidden = !caption;
+    $("phrases-input").hidden = !caption;
+  });
+}
+$("threshold-input").addEventListener("input", (e) => {
+  $("threshold-value").textContent = Number(e.target.value).toFixed(2);
+});
+$("threshold-input").addEventListener("change", () => { if (state.image) detect(); });
+$("detect-button").addEventListener("click", detect);
+loadModels();

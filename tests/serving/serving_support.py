@@ -1,0 +1,41 @@
+"""Helpers of the serving tests: images as upload bytes, a header-only huge PNG, result comparison."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+from PIL import Image
+
+
+def image_bytes(size: int, seed: int, fmt: str = "PNG") -> bytes:
+    """A random square RGB picture of ``size`` px, encoded (different seeds: different pictures)."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def huge_png_header(width: int, height: int) -> bytes:
+    """A valid PNG header announcing ``width`` x ``height`` with a few bytes of data: tiny on the wire,
+    enormous once decoded (what a decompression bomb looks like from the header)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+            + chunk(b"IEND", b""))
+
+
+def assert_same_result(got: dict, expected: dict, score_tol: float = 1e-4, box_tol: float = 0.05) -> None:
+    """Same image size, prompt and detections (up to float rounding between batch sizes)."""
+    assert (got["width"], got["height"]) == (expected["width"], expected["height"])
+    assert got["phrases"] == expected["phrases"] and got["caption"] == expected["caption"]
+    assert len(got["detections"]) == len(expected["detections"])
+    for a, b in zip(got["detections"], expected["detections"]):
+        assert a["phrase"] == b["phrase"] and a["phrase_index"] == b["phrase_index"]
+        assert abs(a["score"] - b["score"]) <= score_tol
+        assert max(abs(x - y) for x, y in zip(a["bbox_xyxy"], b["bbox_xyxy"])) <= box_tol
