@@ -5,6 +5,7 @@
 
 const $ = (id) => document.getElementById(id);
 const state = { file: null, image: null, busy: false };
+const DISPLAY_SIZE = 512;
 
 // Same colours as glip.visualize.phrase_colour: golden-ratio hue steps, saturation 0.85, value 0.95.
 function phraseColour(index) {
@@ -26,17 +27,20 @@ function mode() {
 
 function showImage(detections) {
   const canvas = $("canvas"), image = state.image;
-  canvas.width = image.naturalWidth;
-  canvas.height = image.naturalHeight;
+  // Shown DISPLAY_SIZE px on its longer side (enlarged at most 2x); boxes are in original-image pixels.
+  const scale = Math.min(2, DISPLAY_SIZE / Math.max(image.naturalWidth, image.naturalHeight));
+  canvas.width = Math.round(image.naturalWidth * scale);
+  canvas.height = Math.round(image.naturalHeight * scale);
+  canvas.dataset.scale = String(scale);
   const ctx = canvas.getContext("2d");
-  ctx.drawImage(image, 0, 0);
+  ctx.drawImage(image, 0, 0, canvas.width, canvas.height);
   const lineWidth = Math.max(2, Math.round(Math.max(canvas.width, canvas.height) / 300));
-  const fontSize = Math.max(12, Math.round(Math.max(canvas.width, canvas.height) / 40));
+  const fontSize = Math.max(12, Math.round(Math.max(canvas.width, canvas.height) / 45));
   ctx.font = `${fontSize}px system-ui, sans-serif`;
   ctx.textBaseline = "top";
   const sorted = [...detections].sort((a, b) => a.score - b.score);  // best drawn last, on top
   for (const d of sorted) {
-    const [x1, y1, x2, y2] = d.bbox_xyxy, colour = phraseColour(d.phrase_index);
+    const [x1, y1, x2, y2] = d.bbox_xyxy.map((v) => v * scale), colour = phraseColour(d.phrase_index);
     ctx.strokeStyle = colour;
     ctx.lineWidth = lineWidth;
     ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);

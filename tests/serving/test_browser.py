@@ -1,0 +1,94 @@
+"""End to end: the real server (uvicorn, embedded default model) driven by headless Chromium.
+
+Uploads the shapes scene, presses Detect, checks that boxes are drawn and listed, and saves the
+screenshot to docs/serving-screenshot.png. Skips only where Chromium or chromedriver is missing.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import SCENE
+
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "serving-screenshot.png"
+
+
+def _find(*names: str) -> str | None:
+    return next((path for path in map(shutil.which, names) if path), None)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
+    binary = _find("chromium", "chromium-browser", "google-chrome")
+    driver_path = _find("chromedriver")
+    if binary is None or driver_path is None:
+        pytest.skip("headless browser test: Chromium or chromedriver not found on PATH "
+                    "(apt-get install chromium chromium-driver)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                     "--window-size=1100,1000"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver_path), options=options)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def server_url():
+    """uvicorn on a free loopback port in a background thread, serving the embedded default model."""
+    import uvicorn
+
+    from glip.predictor import GLIPPredictor
+    from glip.serving.app import create_app
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = create_app(GLIPPredictor.from_pretrained(None, device="cpu"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_page_detects_and_draws_boxes(browser, server_url):
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(server_url + "/")
+    WebDriverWait(browser, 10).until(lambda d: "glip-nano" in d.find_element(By.ID, "model-info").text)
+    browser.find_element(By.ID, "image-input").send_keys(str(SCENE))
+    button = browser.find_element(By.ID, "detect-button")
+    WebDriverWait(browser, 10).until(lambda d: button.is_enabled())
+    button.click()
+    canvas = browser.find_element(By.ID, "canvas")
+    WebDriverWait(browser, 120).until(lambda d: int(canvas.get_attribute("data-boxes-drawn")) > 0
+                                      or "error" in d.find_element(By.ID, "status").get_attribute("class"))
+    status = browser.find_element(By.ID, "status").text
+    drawn = int(canvas.get_attribute("data-boxes-drawn"))
+    rows = browser.find_elements(By.CSS_SELECTOR, "#detections tbody tr")
+    assert drawn > 0, f"no boxes drawn; the page says: {status}"
+    assert len(rows) == drawn and f"{drawn} detections" in status
+    phrases = {row.find_elements(By.TAG_NAME, "td")[1].text for row in rows}
+    assert phrases & {"star", "square", "hexagon", "cross"}, phrases
+    assert (canvas.get_property("width"), canvas.get_property("height")) == (512, 512)  # the 320 px scene, enlarged
+    # A small PNG for the docs: the page as seen, reduced to a palette.
+    picture = Image.open(io.BytesIO(browser.get_screenshot_as_png())).convert("RGB")
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    picture.quantize(colors=64).save(SCREENSHOT, optimize=True)
