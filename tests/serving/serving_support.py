@@ -5,9 +5,13 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+SCENE = Path(__file__).resolve().parent / "scene.png"  # a shapes-world scene (glip-nano's world), 320x320
+CLASSES = ["circle", "square", "star"]  # the prompt of the API tests
 
 
 def image_bytes(size: int, seed: int, fmt: str = "PNG") -> bytes:

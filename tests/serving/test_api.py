@@ -6,8 +6,11 @@ import base64
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from conftest import CLASSES
-from serving_support import assert_same_result, huge_png_header, image_bytes
+import pytest
+
+from serving_support import CLASSES, assert_same_result, huge_png_header, image_bytes
+
+pytest.importorskip("fastapi", reason="the API tests need the serve extra: pip install -e '.[serve]'")
 
 
 def _detect(client, data: bytes, filename: str = "picture.png", **fields):

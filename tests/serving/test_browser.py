@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SCENE
+from serving_support import SCENE
+
+pytest.importorskip("uvicorn", reason="the browser test needs the serve extra: pip install -e '.[serve]'")
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "serving-screenshot.png"
 
