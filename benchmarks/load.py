@@ -37,7 +37,7 @@ from urllib.parse import urlparse
 import numpy as np
 from PIL import Image
 
-SCENE = Path(__file__).resolve().parents[1] / "tests" / "serving" / "scene.png"
+SCENE = Path(__file__).resolve().parents[1] / "examples" / "scene.png"
 CLASSES = ["star", "square", "hexagon", "cross", "circle", "triangle"]
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 

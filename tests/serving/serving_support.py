@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-SCENE = Path(__file__).resolve().parent / "scene.png"  # a shapes-world scene (glip-nano's world), 320x320
+SCENE = Path(__file__).resolve().parents[2] / "examples" / "scene.png"  # a shapes-world scene (glip-nano's world), 320x320
 CLASSES = ["circle", "square", "star"]  # the prompt of the API tests
 
 

@@ -11,7 +11,7 @@ def test_finetune_then_detect_with_the_adapter(base_weights, task_train, task_va
     out = tmp_path / "task"
     code = main(["finetune", "--train", str(task_train), "--train-images", str(task_train.parent / "images"),
                  "--val", str(task_val), "--val-images", str(task_val.parent / "images"), "--weights",
-                 str(base_weights), "--mode", "prompt", "--shots", "1", "--steps", "1", "--batch-size", "2",
+                 str(base_weights), "--mode", "prompt", "--shots", "1", "--steps", "1", "--batch-size", "4",
                  "--device", "cpu", "--out", str(out), "--no-progress"])
     assert code == 0, capsys.readouterr().err
     result = json.loads((out / "result.json").read_text())

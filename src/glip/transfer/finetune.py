@@ -140,6 +140,10 @@ def finetune(config: FinetuneConfig) -> dict[str, Any]:
         train_file, images, max_prompt_tokens=None, seed=config.seed, fixed_prompt=task.prompt,
         transform=build_train_transforms(train_config.input.min_sizes, train_config.input.max_size,
                                          train_config.input.flip_prob, config=model.config.input))
+    if len(dataset) < train_config.train.batch_size:  # e.g. 1 shot of 3 categories: 3 images
+        logger.info("batch size %d -> %d: the training set has %d images", train_config.train.batch_size,
+                    len(dataset), len(dataset))
+        train_config.train.batch_size = len(dataset)
     trainer = Trainer(train_config, dataset=SkipUnreadable(dataset), model=model)
     started = time.perf_counter()
     trainer.fit(resume=config.resume, export=False)
