@@ -48,10 +48,12 @@ def val_subset(test_file: Path, out: Path, num_images: int) -> Path:
     return path
 
 
-def zero_shot(val: Path, images: Path, weights: str | None, prompts: Path | None) -> float:
+def zero_shot(val: Path, images: Path, weights: str | None, prompts: Path | None) -> dict:
+    """The AP and AP50 of the base model as it is (``prompts``: prompt overrides YAML)."""
     predictor = GLIPPredictor.from_pretrained(weights, device="cpu")
     overrides = load_prompt_overrides(prompts) if prompts else None
-    return float(evaluate(val, predictor, images=images, prompts=overrides, progress=False).metrics["AP"])
+    metrics = evaluate(val, predictor, images=images, prompts=overrides, progress=False).metrics
+    return {"AP": float(metrics["AP"]), "AP50": float(metrics["AP50"])}
 
 
 def run_one(args: argparse.Namespace, val: Path, mode: str, shots: int | None, seed: int) -> dict:
@@ -73,7 +75,7 @@ def table(rows: list[dict]) -> str:
     lines = ["| method | data | AP | AP50 | trainable parameters | output file |",
              "| --- | --- | ---: | ---: | ---: | ---: |"]
     for row in rows:
-        lines.append(f"| {row['method']} | {row['data']} | {row['AP']:.3f} | {row.get('AP50', float('nan')):.3f} | "
+        lines.append(f"| {row['method']} | {row['data']} | {row['AP']:.3f} | {row['AP50']:.3f} | "
                      f"{row['params']} | {row['file']} |")
     return "\n".join(lines)
 
@@ -102,17 +104,17 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     val = val_subset(Path(args.test), out, args.val_images)
     images = Path(args.test).parent
-    rows = [{"method": "zero-shot (category names)", "data": "none", "AP": zero_shot(val, images, args.weights, None),
+    rows = [{"method": "zero-shot (category names)", "data": "none", **zero_shot(val, images, args.weights, None),
              "params": 0, "file": "-"},
-            {"method": "zero-shot, prompt-engineered", "data": "none",
-             "AP": zero_shot(val, images, args.weights, Path(args.prompts)), "params": 0, "file": "-"}]
+            {"method": "zero-shot, prompt-engineered (configs/shapes-novel-prompts.yaml)", "data": "none",
+             **zero_shot(val, images, args.weights, Path(args.prompts)), "params": 0, "file": "-"}]
     for mode in args.modes:
         for shots in [*args.shots, None]:
             results = [run_one(args, val, mode, shots, seed) for seed in (args.seeds if shots else args.seeds[:1])]
             ap = [r["metrics"]["AP"] for r in results]
             spread = f" ± {statistics.stdev(ap):.3f}" if len(ap) > 1 else ""
             rows.append({"method": f"{mode} tuning (lr {DEFAULT_LR[mode]:g}, {args.steps} steps)",
-                         "data": (f"{shots}-shot, {len(results)} seeds{spread}" if shots else
+                         "data": (f"{shots}-shot, {len(results)} seed{'s' if len(results) > 1 else ''}{spread}" if shots else
                                   f"all {results[0]['train_images']} images"),
                          "AP": statistics.mean(ap), "AP50": statistics.mean(r["metrics"]["AP50"] for r in results),
                          "params": f"{results[0]['trainable_parameters']:,}", "file": _size(results[0]["file_bytes"])})
