@@ -35,6 +35,10 @@ LEVELS = ["P3", "P4", "P5", "P6", "P7"]
 # tensors (relative to the tensor's largest magnitude), 1e-4 absolute on head outputs.
 RELATIVE_TOLERANCE = 2e-5
 HEAD_TOLERANCE = 1e-4
+# The fused visual features before the last convs are not head outputs: the reference README
+# (section 7) measured 7e-5 abs on them (values up to ~1.9) between 1 and 2 threads on one machine;
+# another CPU's float32 kernels add as much again (1.3e-4 seen on GLIP-T's P7, 8.5e-5 relative).
+TOWER_TOLERANCE = 2e-4
 SCORE_TOLERANCE = 1e-4
 BOX_TOLERANCE = 0.05  # pixels
 
@@ -145,7 +149,7 @@ def run_case(case_dir: Path, checkpoint_out: Path | None, checkpoint_only: bool)
         rows.append(compare(case, f"fpn_{level}", output.image.levels[index].numpy()))
     for index, level in enumerate(LEVELS):
         head = output.head
-        rows.append(compare(case, f"head_tower_visual_{level}", head.visual[index].numpy(), HEAD_TOLERANCE))
+        rows.append(compare(case, f"head_tower_visual_{level}", head.visual[index].numpy(), TOWER_TOLERANCE))
         rows.append(compare(case, f"head_dot_product_logits_{level}", head.token_logits[index].numpy(), HEAD_TOLERANCE))
         rows.append(compare(case, f"head_bbox_reg_{level}", head.box_regression[index].numpy(), HEAD_TOLERANCE))
         rows.append(compare(case, f"head_centerness_{level}", head.centerness[index].numpy(), HEAD_TOLERANCE))
