@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", nargs="+", default=list(MODES))
     parser.add_argument("--val-images", type=int, default=100, help="test images per evaluation")
     parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--table", default="table", help="name of the table files written to --out (.md, .json)")
     parser.add_argument("--batch-size", type=int, default=4)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -120,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
                          "params": f"{results[0]['trainable_parameters']:,}", "file": _size(results[0]["file_bytes"])})
             logging.info("%s %s: AP %.3f", mode, shots or "all", rows[-1]["AP"])
     markdown = table(rows)
-    (out / "table.md").write_text(markdown + "\n")
-    (out / "rows.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (out / f"{args.table}.md").write_text(markdown + "\n")
+    (out / f"{args.table}.json").write_text(json.dumps(rows, indent=2) + "\n")
     print(markdown)
     return 0
 
