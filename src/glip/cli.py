@@ -11,9 +11,10 @@ import logging
 import sys
 from pathlib import Path
 
+from glip.cli_errors import run_command
+
 logger = logging.getLogger("glip")
 
-EXIT_ERROR = 2
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -127,17 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     handlers = {"detect": run_detect, "convert": run_convert}
-    try:
-        return handlers[args.command](args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as error:  # noqa: BLE001 - the CLI's job is to turn any failure into one line
-        if args.debug:
-            raise
-        message = str(error).strip() or type(error).__name__
-        print(f"error: {message}", file=sys.stderr)
-        return EXIT_ERROR
+    return run_command(lambda: handlers[args.command](args), args.debug)
 
 
 if __name__ == "__main__":

@@ -21,9 +21,10 @@ import os
 import sys
 from pathlib import Path
 
+from glip.cli_errors import run_command
+
 logger = logging.getLogger("glip")
 
-EXIT_ERROR = 2
 
 
 def build_parser(prog: str = "glip eval") -> argparse.ArgumentParser:
@@ -141,17 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as error:  # noqa: BLE001 - the CLI's job is to turn any failure into one line
-        if args.debug:
-            raise
-        message = str(error).strip() or type(error).__name__
-        print(f"error: {message}", file=sys.stderr)
-        return EXIT_ERROR
+    return run_command(lambda: run(args), args.debug)
 
 
 if __name__ == "__main__":

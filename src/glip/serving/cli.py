@@ -10,9 +10,9 @@ import argparse
 import logging
 import sys
 
+from glip.cli_errors import run_command
 from glip.serving.config import ServeConfig
 
-EXIT_ERROR = 2
 _DEFAULTS = ServeConfig()
 
 
@@ -78,15 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("glip").setLevel(logging.DEBUG if args.debug else logging.INFO)
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        return 130
-    except Exception as error:  # noqa: BLE001 - the CLI's job is to turn any failure into one line
-        if args.debug:
-            raise
-        print(f"error: {str(error).strip() or type(error).__name__}", file=sys.stderr)
-        return EXIT_ERROR
+    return run_command(lambda: run(args), args.debug, "server stopped")
 
 
 if __name__ == "__main__":

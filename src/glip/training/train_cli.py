@@ -12,7 +12,8 @@ import logging
 import os
 import sys
 
-EXIT_ERROR = 2
+from glip.cli_errors import run_command
+
 
 
 def build_parser(prog: str = "glip train") -> argparse.ArgumentParser:
@@ -39,24 +40,18 @@ def _configure_logging(debug: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(args.debug)
-    try:
+
+    def command() -> int:
         from glip.training.train_config import load_train_config
         from glip.training.trainer import train
 
         config = load_train_config(args.config, args.overrides)
         path = train(config, resume=True if args.resume else None)
-    except KeyboardInterrupt:
-        print("interrupted (resume with --resume from the last checkpoint)", file=sys.stderr)
-        return 130
-    except Exception as error:  # noqa: BLE001 - the CLI's job is to turn any failure into one line
-        if args.debug:
-            raise
-        message = str(error).strip() or type(error).__name__
-        print(f"error: {message}", file=sys.stderr)
-        return EXIT_ERROR
-    if os.environ.get("RANK", "0") == "0":
-        print(f"trained model: {path}")
-    return 0
+        if os.environ.get("RANK", "0") == "0":
+            print(f"trained model: {path}")
+        return 0
+
+    return run_command(command, args.debug, "interrupted (resume with --resume from the last checkpoint)")
 
 
 if __name__ == "__main__":

@@ -10,9 +10,9 @@ import json
 import logging
 import sys
 
+from glip.cli_errors import run_command
 from glip.transfer.finetune import DEFAULT_LR, DEFAULT_STEPS, FinetuneConfig
 
-EXIT_ERROR = 2
 
 
 def build_parser(prog: str = "glip finetune") -> argparse.ArgumentParser:
@@ -48,21 +48,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("glip").setLevel(logging.DEBUG if args.debug else logging.INFO)
-    try:
+    def command() -> int:
         from glip.transfer.finetune import finetune
 
         options = {k: v for k, v in vars(args).items() if k not in ("debug", "no_progress")}
         result = finetune(FinetuneConfig(**options, progress=not args.no_progress))
-    except KeyboardInterrupt:
-        print("interrupted (continue with --resume)", file=sys.stderr)
-        return 130
-    except Exception as error:  # noqa: BLE001 - the CLI's job is to turn any failure into one line
-        if args.debug:
-            raise
-        print(f"error: {str(error).strip() or type(error).__name__}", file=sys.stderr)
-        return EXIT_ERROR
-    print(json.dumps(result, indent=2))
-    return 0
+        print(json.dumps(result, indent=2))
+        return 0
+
+    return run_command(command, args.debug, "interrupted (continue with --resume)")
 
 
 if __name__ == "__main__":
