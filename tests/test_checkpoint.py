@@ -29,6 +29,7 @@ from glip.checkpoint import (
     infer_config,
     load_glip,
     load_official,
+    load_shared_state,
     load_state_strict,
     map_official_key,
     save_glip,
@@ -369,3 +370,27 @@ def test_safetensors_round_trip_keeps_the_prompt_embedding(tmp_path: Path) -> No
     loaded = load_glip(save_glip(model, tmp_path / "tuned.safetensors"))
     assert loaded.prompt_embedding is not None and loaded.prompt_embedding.shape == (300, 32)
     _assert_same_state(loaded, model)
+
+
+def test_shared_state_copies_what_both_have_and_lists_the_rest(tiny_models: dict[str, GLIP]) -> None:
+    fused, source = tiny_models["glip-tiny"], tiny_models["glip-tiny-nofusion"]
+    twin = GLIP(get_config("glip-tiny-nofusion"))
+    target = GLIP(get_config("glip-tiny"))
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    result = load_shared_state(target, source.state_dict())
+    state = target.state_dict()
+    assert result.copied and not result.unused  # the no-fusion model's tensors all exist in the fused one
+    assert set(result.kept) == set(fused.state_dict()) - set(twin.state_dict())
+    assert any(".fusion." in k for k in result.kept)
+    for key in result.copied:
+        assert torch.equal(state[key], source.state_dict()[key])
+    for key in result.kept:
+        assert torch.equal(state[key], before[key])
+    # The other way round: the fusion tensors are reported unused.
+    back = load_shared_state(twin, fused.state_dict())
+    assert not back.kept and set(back.unused) == set(result.kept)
+
+
+def test_shared_state_refuses_an_unrelated_state_dict() -> None:
+    with pytest.raises(CheckpointError, match="shares no tensor"):
+        load_shared_state(GLIP(get_config("glip-tiny")), {"classifier.weight": torch.zeros(3, 3)})

@@ -14,6 +14,7 @@ import logging
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -329,6 +330,34 @@ def load_state_strict(model: GLIP, state: Mapping[str, torch.Tensor]) -> None:
     if "prompt_embedding" in state and model.prompt_embedding is None:
         model.enable_prompt_embedding(state["prompt_embedding"].shape[0])
     model.load_state_dict(state, strict=True)
+
+
+@dataclass(frozen=True)
+class SharedLoad:
+    """What `load_shared_state` did: names copied, names of the model left as they were, names of
+    the source that the model has not (or has in another shape)."""
+
+    copied: list[str]
+    kept: list[str]
+    unused: list[str]
+
+
+def load_shared_state(model: GLIP, state: Mapping[str, torch.Tensor]) -> SharedLoad:
+    """Copy into ``model`` every tensor of ``state`` whose name and shape it has too (a related
+    architecture, e.g. the fused model's weights for its no-fusion twin); nothing else changes.
+
+    Raises `CheckpointError` when the two share no tensor at all (an unrelated checkpoint).
+    """
+    own = model.state_dict()
+    copied = [k for k, v in state.items() if k in own and own[k].shape == v.shape]
+    if not copied:
+        raise CheckpointError("the checkpoint shares no tensor (same name and shape) with the model: "
+                              "it is not a related architecture")
+    with torch.no_grad():
+        for key in copied:
+            own[key].copy_(state[key])
+    chosen = set(copied)
+    return SharedLoad(copied, [k for k in own if k not in chosen], [k for k in state if k not in chosen])
 
 
 def load_official(path: str | os.PathLike, config: GLIPConfig | str | None = None) -> GLIP:

@@ -9,7 +9,7 @@ import pytest
 from glip.shapes.generate import generate_split
 from glip.shapes.vocabulary import SPLITS
 
-IMAGES_PER_SPLIT = {name: 12 for name in SPLITS} | {"ground-train": 40, "attributes": 20}
+IMAGES_PER_SPLIT = {name: 12 for name in SPLITS} | {"ground-train": 40, "attributes": 20, "attributes-train": 20}
 
 
 @pytest.fixture(scope="session")

@@ -94,7 +94,9 @@ def test_training_text_never_uses_novel_or_synonym_words(many_captions, shapes_r
                                                  for suffix in ("s", "es")}
     assert {"ellipse", "trapezoid", "octagon", "disk", "rhombus", "plus", "donut", "oblong"} <= forbidden
     captions = [builder.caption for builder, _ in many_captions]
-    captions += [r["grounding"]["caption"] for r in read_jsonl(shapes_root / "ground-train" / "grounding.jsonl")]
+    for split in ("ground-train", "attributes-train"):
+        assert SPLITS[split].training
+        captions += [r["grounding"]["caption"] for r in read_jsonl(shapes_root / split / "grounding.jsonl")]
     training_words = set().union(*map(words, captions))
     training_words |= set().union(*map(words, SPLITS["det-train"].categories))
     assert not training_words & forbidden
@@ -115,7 +117,7 @@ def test_splits_vocabulary_is_disjoint_as_specified():
     assert set(SYNONYMS.values()) <= set(SPLITS["det-train"].categories)
 
 
-@pytest.mark.parametrize("split", ["ground-train", "attributes"])
+@pytest.mark.parametrize("split", ["ground-train", "attributes-train", "attributes"])
 def test_written_spans_equal_phrases(shapes_root, split):
     for record in read_jsonl(shapes_root / split / "grounding.jsonl"):
         caption = record["grounding"]["caption"]
@@ -129,6 +131,21 @@ def test_ground_train_regions_are_all_objects(shapes_root):
     for record in read_jsonl(shapes_root / "ground-train" / "grounding.jsonl"):
         boxes = sorted(tuple(region["bbox"]) for region in record["grounding"]["regions"])
         assert boxes == sorted(tuple(obj["bbox"]) for obj in scenes[record["image_id"]])
+
+
+def test_attribute_training_captions_name_each_object_alone(shapes_root):
+    scenes = {s["image_id"]: s["objects"] for s in read_jsonl(shapes_root / "attributes-train" / "scenes.jsonl")}
+    with_attributes = 0
+    for record in read_jsonl(shapes_root / "attributes-train" / "grounding.jsonl"):
+        objects = scenes[record["image_id"]]
+        regions = record["grounding"]["regions"]
+        assert sorted(tuple(r["bbox"]) for r in regions) == sorted(tuple(o["bbox"]) for o in objects)
+        assert len({tuple(r["tokens_positive"][0]) for r in regions}) == len(regions)  # one phrase per object
+        for region in regions:
+            fits = [obj["bbox"] for obj in objects if phrase_matches(region["phrase"], obj)]
+            assert fits == [region["bbox"]], (record["grounding"]["caption"], region["phrase"])
+            with_attributes += len(region["phrase"].split()) > 2
+    assert with_attributes > 0
 
 
 def test_attribute_phrases_pick_exactly_their_target(shapes_root):

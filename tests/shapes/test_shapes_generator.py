@@ -84,7 +84,8 @@ def test_boxes_inside_images_and_object_counts(shapes_root, split):
 def test_scenes_hold_only_their_splits_shapes(shapes_root):
     allowed = {"det-train": DETECTION_SHAPES, "det-test": DETECTION_SHAPES, "ground-train": TRAINED_SHAPES,
                "zeroshot-grounded": GROUNDING_ONLY_SHAPES, "zeroshot-novel": NOVEL_SHAPES,
-               "synonyms": tuple(SYNONYMS.values()), "attributes": TRAINED_SHAPES}
+               "synonyms": tuple(SYNONYMS.values()), "attributes": TRAINED_SHAPES,
+               "attributes-train": TRAINED_SHAPES}
     for split, shapes in allowed.items():
         scenes = read_jsonl(shapes_root / split / "scenes.jsonl")
         drawn = {obj["shape"] for scene in scenes for obj in scene["objects"]}
@@ -98,6 +99,17 @@ def test_attribute_scenes_are_one_shape_with_distinct_attributes(shapes_root):
         assert 2 <= len(objects) <= 4
         assert len({obj["shape"] for obj in objects}) == 1
         assert len({(obj["size"], obj["colour"], obj["fill"]) for obj in objects}) == len(objects)
+
+
+def test_attribute_training_scenes_hold_a_same_shape_group_and_no_twins(shapes_root):
+    scenes = read_jsonl(shapes_root / "attributes-train" / "scenes.jsonl")
+    for scene in scenes:
+        objects = scene["objects"]
+        keys = [(obj["shape"], obj["size"], obj["colour"], obj["fill"]) for obj in objects]
+        assert len(set(keys)) == len(keys)  # every object can be referred to alone
+    shape_counts = [max(sum(o["shape"] == obj["shape"] for o in scene["objects"]) for obj in scene["objects"])
+                    for scene in scenes]
+    assert sum(count >= 2 for count in shape_counts) >= len(scenes) * 0.8  # a group survives placement
 
 
 def test_synonym_categories_name_trained_shapes(shapes_root):

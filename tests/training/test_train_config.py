@@ -55,3 +55,10 @@ def test_unknown_yaml_key_lists_valid_ones(tmp_path) -> None:
         load_train_config(path)
     with pytest.raises(TrainConfigError, match="does not exist"):
         load_train_config(tmp_path / "missing.yaml")
+
+
+def test_weights_and_init_from_are_exclusive() -> None:
+    config = load_train_config(None, ["model.init_from=a.safetensors"])
+    assert config.model.init_from == "a.safetensors" and config.model.weights is None
+    with pytest.raises(TrainConfigError, match="exclusive"):
+        load_train_config(None, ["model.init_from=a.safetensors", "model.weights=b.safetensors"])

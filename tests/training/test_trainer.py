@@ -19,8 +19,8 @@ from synthetic_shapes import tiny_config
 from glip.checkpoint import load_glip
 from glip.training import checkpointing
 from glip.training.train_cli import main as train_main
-from glip.training.train_config import TrainConfig
-from glip.training.trainer import NonFiniteLossError, Trainer
+from glip.training.train_config import ModelSection, TrainConfig
+from glip.training.trainer import NonFiniteLossError, Trainer, build_model
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -165,3 +165,18 @@ def test_unreadable_image_is_skipped_or_named(tmp_path) -> None:
     strict["data"]["datasets"][0]["on_error"] = "raise"
     with pytest.raises(ValueError, match="shape_002.png"):
         Trainer(TrainConfig.from_dict(strict)).fit()
+
+
+def test_init_from_a_related_architecture_copies_the_shared_tensors(tmp_path: Path) -> None:
+    from glip.checkpoint import save_glip
+    from glip.config import get_config
+    from glip.modeling import GLIP
+
+    torch.manual_seed(3)
+    fused = GLIP(get_config("glip-tiny"))
+    path = save_glip(fused, tmp_path / "fused.safetensors")
+    twin = build_model(ModelSection(config="glip-tiny-nofusion", init_from=str(path)))
+    assert twin.config.name == "glip-tiny-nofusion"
+    source = fused.state_dict()
+    for key, value in twin.state_dict().items():
+        assert torch.equal(value, source[key]), key

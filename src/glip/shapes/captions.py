@@ -10,7 +10,8 @@ single-object phrases may be joined by a spatial relation that holds between the
 ("a small red star above a blue ring"; "above" means the first box ends before the second begins).
 
 ``attributes`` queries refer to one object each with a smallest set of attributes telling it apart
-from the other objects of its shape, sometimes with a shared attribute added.
+from the other objects of its shape, sometimes with a shared attribute added. ``attributes-train``
+captions name every object of a scene that way, in one caption.
 
 Example:
     >>> builder = CaptionBuilder()
@@ -122,9 +123,9 @@ def _clauses(rng: np.random.Generator, objects: list[SceneObject],
     return [clauses[i] for i in rng.permutation(len(clauses))]
 
 
-def grounding_caption(rng: np.random.Generator, objects: list[SceneObject]) -> CaptionBuilder:
-    """A caption mentioning every object of the scene exactly once."""
-    groups = _groups(rng, [o.spec for o in objects])
+def _assemble(rng: np.random.Generator, objects: list[SceneObject],
+              groups: list[tuple[set[str], list[int]]]) -> CaptionBuilder:
+    """A caption of one phrase per group, single-object phrases sometimes joined by relations."""
     clauses = _clauses(rng, objects, groups)
     builder = CaptionBuilder()
     prefix = PREFIXES[int(rng.integers(len(PREFIXES)))]
@@ -144,9 +145,29 @@ def grounding_caption(rng: np.random.Generator, objects: list[SceneObject]) -> C
     return builder
 
 
-def referring_phrases(rng: np.random.Generator, specs: list[ObjectSpec]) -> list[str]:
-    """For each object, a phrase that matches it and no other object."""
-    phrases = []
+def grounding_caption(rng: np.random.Generator, objects: list[SceneObject]) -> CaptionBuilder:
+    """A caption mentioning every object of the scene exactly once."""
+    return _assemble(rng, objects, _groups(rng, [o.spec for o in objects]))
+
+
+def referring_caption(rng: np.random.Generator, objects: list[SceneObject]) -> CaptionBuilder:
+    """A caption naming every object by its own referring phrase (``attributes-train``).
+
+    Unlike `grounding_caption`, no phrase covers several objects: each object gets the attributes
+    that tell it apart from the other objects of its shape (see `referring_attributes`), so objects
+    of one shape are told apart in the text only by their attribute words.
+    """
+    attributes = referring_attributes(rng, [o.spec for o in objects])
+    return _assemble(rng, objects, [(names, [index]) for index, names in enumerate(attributes)])
+
+
+def referring_attributes(rng: np.random.Generator, specs: list[ObjectSpec]) -> list[set[str]]:
+    """For each object, attributes whose phrase matches it and no other object.
+
+    A smallest telling set (a random one among the smallest), plus each other attribute with
+    chance 1/4: more words never hurt uniqueness.
+    """
+    chosen = []
     for index, spec in enumerate(specs):
         for size in range(len(ATTRIBUTES) + 1):
             unique = [set(names) for names in itertools.combinations(ATTRIBUTES, size)
@@ -156,6 +177,11 @@ def referring_phrases(rng: np.random.Generator, specs: list[ObjectSpec]) -> list
         else:
             raise ValueError(f"object {index} ({spec}) has an identical twin; it cannot be referred to")
         attributes = unique[int(rng.integers(len(unique)))]
-        attributes |= {name for name in ATTRIBUTES if rng.random() < 0.25}  # more words never hurt uniqueness
-        phrases.append(noun_phrase(spec, attributes, 1))
-    return phrases
+        attributes |= {name for name in ATTRIBUTES if rng.random() < 0.25}
+        chosen.append(attributes)
+    return chosen
+
+
+def referring_phrases(rng: np.random.Generator, specs: list[ObjectSpec]) -> list[str]:
+    """For each object, a phrase that matches it and no other object."""
+    return [noun_phrase(spec, attributes, 1) for spec, attributes in zip(specs, referring_attributes(rng, specs))]

@@ -5,7 +5,7 @@ Layout of ``OUT/SPLIT/``:
 - ``images/000001.png`` ... (image id ``k`` is file ``{k:06d}.png``, or ``.jpg``; ids start at 1);
 - ``annotations.json``: COCO detection (``file_name`` is relative to ``OUT/SPLIT``, like the
   ``filename`` of the grounding file, e.g. ``images/000001.png``; boxes ``[x, y, w, h]``);
-- ``grounding.jsonl`` (``ground-train`` and ``attributes``): ODVG records with ``image_id`` and a
+- ``grounding.jsonl`` (``ground-train``, ``attributes-train`` and ``attributes``): ODVG records with ``image_id`` and a
   record ``id`` of their own (1, 2, ...; the unit of grounding evaluation);
   ``attributes`` has one record per referred object, whose caption is the referring phrase;
 - ``scenes.jsonl``: every object of every image with its attributes, box and visible fraction;
@@ -32,10 +32,11 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from glip.shapes.captions import grounding_caption, referring_phrases
+from glip.shapes.captions import grounding_caption, referring_caption, referring_phrases
 from glip.shapes.scene import Scene, attribute_specs, random_spec, render_scene
 from glip.shapes.vocabulary import SPLITS, SplitSpec
 
+ATTRIBUTE_GROUP_MAX = 4  # most objects of one shape in an ``attributes-train`` scene
 FORMAT_VERSION = 1  # bump when a change alters the images or annotations drawn for a seed
 PNG_COMPRESS_LEVEL = 1  # noisy backgrounds barely compress: level 6 saves 8% of the bytes at 1.5x the time
 JPEG_QUALITY = 95
@@ -53,11 +54,22 @@ def image_file_name(image_id: int, image_format: str = "png") -> str:
 
 
 def sample_scene(rng: np.random.Generator, spec: SplitSpec, image_size: int) -> Scene:
-    """A scene of ``spec``'s shapes; for ``attributes``, 2-4 objects of one shape told apart by attributes."""
+    """A scene of ``spec``'s shapes.
+
+    ``attributes``: 2-4 objects of one shape told apart by attributes; ``attributes-train``: such a
+    group plus other objects of any trained shape, 2-7 in all, no two identical.
+    """
     while True:
         count = int(rng.integers(spec.min_objects, spec.max_objects + 1))
         if spec.name == "attributes":
             specs = attribute_specs(rng, spec.shapes, count)
+        elif spec.name == "attributes-train":
+            specs = attribute_specs(rng, spec.shapes, min(count, ATTRIBUTE_GROUP_MAX))
+            while len(specs) < count:
+                extra = random_spec(rng, spec.shapes)
+                if extra not in specs:
+                    specs.append(extra)
+            specs = [specs[i] for i in rng.permutation(len(specs))]  # the group is not always drawn first
         else:
             specs = [random_spec(rng, spec.shapes) for _ in range(count)]
         scene = render_scene(rng, specs, image_size)
@@ -77,7 +89,8 @@ def _grounding_records(rng: np.random.Generator, spec: SplitSpec, scene: Scene, 
             region = {"bbox": boxes[index], "phrase": phrase, "tokens_positive": [[0, len(phrase)]]}
             records.append(header | {"grounding": {"caption": phrase, "regions": [region]}, "target": index})
         return records
-    builder = grounding_caption(rng, scene.objects)
+    caption = referring_caption if spec.name == "attributes-train" else grounding_caption
+    builder = caption(rng, scene.objects)
     regions = [{"bbox": boxes[i], "phrase": text, "tokens_positive": [list(span)]}
                for text, span, members in builder.phrases for i in members]
     return [header | {"grounding": {"caption": builder.caption, "regions": regions}}]

@@ -105,6 +105,10 @@ SPLITS: dict[str, SplitSpec] = {
     "det-train": _detection_split("det-train", DETECTION_SHAPES, training=True),
     "ground-train": SplitSpec("ground-train", TRAINED_SHAPES, TRAINED_SHAPES, TRAINED_SHAPES,
                               grounding=True, training=True),
+    # Attribute binding in training: a group of 2-4 objects of one shape plus others (2-7 in all), each
+    # named in one caption by a phrase that fits it alone ("a red star and a blue striped star").
+    "attributes-train": SplitSpec("attributes-train", TRAINED_SHAPES, TRAINED_SHAPES, TRAINED_SHAPES,
+                                  grounding=True, min_objects=2, max_objects=7, training=True),
     "det-test": _detection_split("det-test", DETECTION_SHAPES),
     "zeroshot-grounded": _detection_split("zeroshot-grounded", GROUNDING_ONLY_SHAPES),
     "zeroshot-novel": _detection_split("zeroshot-novel", NOVEL_SHAPES),

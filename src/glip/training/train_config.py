@@ -42,6 +42,10 @@ class ModelSection:
     overrides: dict[str, Any] = field(default_factory=dict)
     # Initial weights: our .safetensors or an official .pth (None = random init / the config's text weights).
     weights: str | None = None
+    # Initial weights from a checkpoint of a *related* architecture (e.g. glip-nano for
+    # glip-nano-nofusion): every tensor whose name and shape both models have is copied, the rest
+    # keep their initialisation, and both lists are logged. Exclusive with ``weights``.
+    init_from: str | None = None
 
 
 @dataclass
@@ -217,6 +221,9 @@ def validate(config: TrainConfig) -> None:
                                             f"got '{dataset.type}'")
         need(dataset.on_error in ("skip", "raise"), f"data.datasets.{index}.on_error must be skip or raise")
         need(dataset.weight > 0, f"data.datasets.{index}.weight must be positive")
+    need(not (config.model.weights and config.model.init_from),
+         "model.weights and model.init_from are exclusive: weights loads a checkpoint of this very architecture, "
+         "init_from copies the shared tensors of a related one")
     train, optim, output = config.train, config.optim, config.output
     need(train.amp in AMP_MODES, f"train.amp must be one of {', '.join(AMP_MODES)}, got '{train.amp}'")
     need(optim.schedule in SCHEDULES, f"optim.schedule must be one of {', '.join(SCHEDULES)}, got '{optim.schedule}'")
