@@ -1,0 +1,144 @@
+"""Where does a model lose an object's colour (or fill)? Linear probes along the head, and Recall@1 by attribute.
+
+Two diagnostics for the shapes world's attribute binding (``attributes`` split):
+
+1. ``probe``: for every object of the first N scenes, the feature of its box (``roi_align`` to one
+   cell, the P3 level) is taken at the FPN output and after every fusion layer and DyHead block of
+   the head; a linear classifier trained on 70% of the objects predicts the attribute of the other
+   30%. Accuracy near chance at a stage means the stage's features no longer carry the attribute,
+   so no prompt word can be bound to it there.
+2. ``recall``: Recall@1 of a grounding predictions file (``glip eval`` writes ``predictions.json``)
+   split by which attributes differ between the objects of a scene and which the phrase names.
+
+Run::
+
+    python tools/attribute_probe.py probe --weights src/glip/weights/glip-nano.safetensors \\
+        --data data/shapes-val/attributes --attribute colour
+    python tools/attribute_probe.py recall --data data/shapes-val/attributes --predictions glip_eval/predictions.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+
+from glip.images import prepare_images
+from glip.predictor import GLIPPredictor
+from glip.shapes.vocabulary import ATTRIBUTES, COLOURS, FILLS, SIZES
+from glip.tokenizer import load_tokenizer
+
+VALUES = {"colour": tuple(COLOURS), "fill": FILLS, "size": SIZES}
+P3_STRIDE = 8
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def stage_features(weights: str, data: Path, num_scenes: int, attribute: str) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """{stage name: [N, C] box features}, and the attribute's value index of each object ``[N]``."""
+    model = GLIPPredictor.from_pretrained(weights, device="cpu").model.eval()
+    captured: dict[str, torch.Tensor] = {}
+
+    def keep(name: str):
+        def hook(module, inputs, output):  # fusion returns (levels, text); a DyHead block returns levels
+            levels = output[0] if isinstance(output, tuple) else output
+            captured[name] = levels[0]  # P3: [1, C, H, W]
+        return hook
+
+    for index, block in enumerate(model.head.blocks):
+        if block.fusion is not None:
+            block.fusion.register_forward_hook(keep(f"block {index} fusion"))
+        block.dyconv.register_forward_hook(keep(f"block {index} DyHead"))
+    prompt = load_tokenizer()("an object", return_tensors="pt")
+    features: dict[str, list[torch.Tensor]] = defaultdict(list)
+    labels = []
+    for scene in read_jsonl(data / "scenes.jsonl")[:num_scenes]:
+        batch = prepare_images([data / scene["file_name"]], model.config.input)
+        captured.clear()
+        with torch.no_grad():
+            output = model(batch.tensor, prompt["input_ids"], prompt["attention_mask"])
+        stages = {"FPN P3": output.image.levels[0], **captured}
+        scale = batch.image_sizes[0][0] / batch.original_sizes[0][0]
+        boxes = torch.tensor([obj["bbox"] for obj in scene["objects"]], dtype=torch.float32) * scale  # [K, 4]
+        for name, level in stages.items():
+            pooled = torchvision.ops.roi_align(level, [boxes], output_size=1, spatial_scale=1 / P3_STRIDE, aligned=True)
+            features[name].extend(pooled.flatten(1))  # K x [C]
+        labels.extend(VALUES[attribute].index(obj[attribute]) for obj in scene["objects"])
+    return {name: torch.stack(rows) for name, rows in features.items()}, torch.tensor(labels)
+
+
+def probe_accuracy(features: torch.Tensor, labels: torch.Tensor, classes: int, seed: int = 0) -> float:
+    """Held-out accuracy of a linear classifier (first 70% train, last 30% test)."""
+    train = torch.arange(len(labels)) < int(0.7 * len(labels))
+    mean, std = features[train].mean(0), features[train].std(0) + 1e-5
+    x = (features - mean) / std
+    torch.manual_seed(seed)
+    linear = torch.nn.Linear(x.shape[1], classes)
+    optimizer = torch.optim.Adam(linear.parameters(), lr=1e-2, weight_decay=1e-3)
+    for _ in range(500):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(linear(x[train]), labels[train]).backward()
+        optimizer.step()
+    with torch.no_grad():
+        return float((linear(x[~train]).argmax(1) == labels[~train]).float().mean())
+
+
+def recall_by_attribute(data: Path, predictions: list[dict]) -> dict[str, tuple[float, int]]:
+    """{group: (Recall@1, records)} over the records that have predictions."""
+    scenes = {s["image_id"]: s["objects"] for s in read_jsonl(data / "scenes.jsonl")}
+    ranked: dict[int, list[dict]] = defaultdict(list)
+    for prediction in predictions:
+        ranked[prediction["image_id"]].append(prediction)
+    groups: dict[str, list[bool]] = defaultdict(list)
+    for record in read_jsonl(data / "grounding.jsonl"):
+        if record["id"] not in ranked:
+            continue
+        best = max(ranked[record["id"]], key=lambda p: p["score"])["bbox"]
+        box = np.array([best[0], best[1], best[0] + best[2], best[1] + best[3]])[None]
+        target = np.array(record["grounding"]["regions"][0]["bbox"])[None]
+        hit = bool(torchvision.ops.box_iou(torch.from_numpy(box), torch.from_numpy(target))[0, 0] >= 0.5)
+        objects = scenes[record["image_id"]]
+        differing = [name for name in ATTRIBUTES if len({obj[name] for obj in objects}) > 1]
+        words = set(record["grounding"]["caption"].split())
+        groups["all"].append(hit)
+        groups["objects differ in " + " + ".join(differing)].append(hit)
+        for name in ATTRIBUTES:
+            if words & set(VALUES[name]):
+                groups[f"phrase names a {name}"].append(hit)
+    return {name: (float(np.mean(hits)), len(hits)) for name, hits in sorted(groups.items())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    probe = commands.add_parser("probe", help="linear probes of an attribute along the head")
+    probe.add_argument("--weights", default=None, help="default: the embedded model")
+    probe.add_argument("--data", type=Path, default=Path("data/shapes-val/attributes"))
+    probe.add_argument("--attribute", choices=tuple(VALUES), default="colour")
+    probe.add_argument("--scenes", type=int, default=120)
+    recall = commands.add_parser("recall", help="Recall@1 by attribute from a predictions file")
+    recall.add_argument("--data", type=Path, default=Path("data/shapes-val/attributes"))
+    recall.add_argument("--predictions", type=Path, required=True)
+    args = parser.parse_args(argv)
+    if args.command == "probe":
+        features, labels = stage_features(args.weights, args.data, args.scenes, args.attribute)
+        chance = float(torch.bincount(labels).max()) / len(labels)
+        print(f"{args.attribute} of {len(labels)} objects, majority-class rate {chance:.2f}")
+        for name, values in features.items():
+            print(f"{name:16s} probe accuracy {probe_accuracy(values, labels, len(VALUES[args.attribute])):.2f}")
+    else:
+        for name, (value, count) in recall_by_attribute(args.data, json.loads(args.predictions.read_text())).items():
+            print(f"{name:40s} R@1 {value:.3f}  ({count} phrases)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
