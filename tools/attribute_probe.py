@@ -14,6 +14,7 @@ Run::
 
     python tools/attribute_probe.py probe --weights src/glip/weights/glip-nano.safetensors \\
         --data data/shapes-val/attributes --attribute colour
+    python tools/attribute_probe.py probe --fresh-head --data data/shapes-val/attributes
     python tools/attribute_probe.py recall --data data/shapes-val/attributes --predictions glip_eval/predictions.json
 """
 
@@ -30,6 +31,7 @@ import torch
 import torchvision
 
 from glip.images import prepare_images
+from glip.modeling import GLIP
 from glip.predictor import GLIPPredictor
 from glip.shapes.vocabulary import ATTRIBUTES, COLOURS, FILLS, SIZES
 from glip.tokenizer import load_tokenizer
@@ -42,9 +44,17 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def stage_features(weights: str, data: Path, num_scenes: int, attribute: str) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """{stage name: [N, C] box features}, and the attribute's value index of each object ``[N]``."""
+def stage_features(weights: str, data: Path, num_scenes: int, attribute: str,
+                   fresh_head: bool = False) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """{stage name: [N, C] box features}, and the attribute's value index of each object ``[N]``.
+
+    ``fresh_head``: replace the trained head by a newly initialised one (seed 0), to tell what the
+    head's structure loses from what its training taught it to drop.
+    """
     model = GLIPPredictor.from_pretrained(weights, device="cpu").model.eval()
+    if fresh_head:
+        torch.manual_seed(0)
+        model.head.load_state_dict(GLIP(model.config).head.state_dict())
     captured: dict[str, torch.Tensor] = {}
 
     def keep(name: str):
@@ -124,12 +134,13 @@ def main(argv: list[str] | None = None) -> int:
     probe.add_argument("--data", type=Path, default=Path("data/shapes-val/attributes"))
     probe.add_argument("--attribute", choices=tuple(VALUES), default="colour")
     probe.add_argument("--scenes", type=int, default=120)
+    probe.add_argument("--fresh-head", action="store_true", help="probe a newly initialised head instead")
     recall = commands.add_parser("recall", help="Recall@1 by attribute from a predictions file")
     recall.add_argument("--data", type=Path, default=Path("data/shapes-val/attributes"))
     recall.add_argument("--predictions", type=Path, required=True)
     args = parser.parse_args(argv)
     if args.command == "probe":
-        features, labels = stage_features(args.weights, args.data, args.scenes, args.attribute)
+        features, labels = stage_features(args.weights, args.data, args.scenes, args.attribute, args.fresh_head)
         chance = float(torch.bincount(labels).max()) / len(labels)
         print(f"{args.attribute} of {len(labels)} objects, majority-class rate {chance:.2f}")
         for name, values in features.items():
