@@ -305,13 +305,19 @@ def _check_anchor_template(key: str, value: torch.Tensor, config: GLIPConfig) ->
                               f"{expected.tolist()}: the checkpoint was trained with other anchor settings")
 
 
+def shorten_names(keys: list[str], limit: int = 20) -> str:
+    """``"a, b, c, ... (N more)"``: the first ``limit`` names of a list for a message; "none" if empty."""
+    if not keys:
+        return "none"
+    return ", ".join(keys[:limit]) + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+
+
 def _mismatch_message(missing: list[str] = (), unexpected: list[str] = (),
                       shapes: list[str] = (), limit: int = 20) -> str:
     lines = ["checkpoint does not match the model:"]
     for title, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
         if keys:
-            shown = ", ".join(keys[:limit]) + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
-            lines.append(f"  {len(keys)} {title}: {shown}")
+            lines.append(f"  {len(keys)} {title}: {shorten_names(list(keys), limit)}")
     lines.append("  check that --config names the checkpoint's model (glip-t, glip-t-a, glip-l) and that the file is complete")
     return "\n".join(lines)
 

@@ -32,7 +32,8 @@ import yaml
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from glip.checkpoint import load_glip, load_official, load_shared_state, load_state_strict, save_glip
+from glip.checkpoint import (load_glip, load_official, load_shared_state, load_state_strict, save_glip,
+                             shorten_names)
 from glip.config import GLIPConfig, get_config
 from glip.data import (CocoDetectionDataset, DataError, GroundingCollator, GroundingJsonlDataset,
                        MdetrCocoDataset, MixedDataset, TrainingBatch, build_train_transforms)
@@ -93,13 +94,9 @@ def build_model(section: ModelSection) -> GLIP:
         shared = load_shared_state(model, load_glip(section.init_from).state_dict())
         logger.info("initial weights from %s: %d tensors copied; %d of this model kept their initialisation "
                     "(%s); %d of the checkpoint unused (%s)", section.init_from, len(shared.copied),
-                    len(shared.kept), _first_names(shared.kept), len(shared.unused), _first_names(shared.unused))
+                    len(shared.kept), shorten_names(shared.kept, 6), len(shared.unused),
+                    shorten_names(shared.unused, 6))
     return model
-
-
-def _first_names(names: list[str], limit: int = 6) -> str:
-    shown = ", ".join(names[:limit])
-    return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "") if names else "none"
 
 
 class SkipUnreadable(Dataset):
