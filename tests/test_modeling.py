@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from glip.checkpoint import CheckpointError, export_official_state_dict, load_shared_state
 from glip.config import get_config
 from glip.modeling import GLIP, GLIPOutput
 from glip.modeling.dyhead import leading_slice
@@ -222,3 +223,30 @@ def test_prompt_embedding_zero_changes_nothing_and_nonzero_changes_the_logits(
     sum(t.mean() for t in out.head.token_logits).backward()
     assert embedding.grad is not None and embedding.grad[:256].abs().sum() > 0
     assert not embedding.grad[256:].any()
+
+
+def test_alignment_skip_starts_as_a_no_op_and_then_feeds_only_the_token_logits(
+        prompts: list[TokenizedPrompt]) -> None:
+    plain = _build("glip-tiny")
+    config = get_config("glip-tiny")
+    config.head.alignment_skip = True
+    skipped = GLIP(config).eval()
+    shared = load_shared_state(skipped, plain.state_dict())
+    assert sorted(shared.kept) == ["head.text_skip.bias", "head.text_skip.weight", "head.visual_skip.bias", "head.visual_skip.weight"]
+    images = _images()
+    ids, mask = _text(*prompts)
+    before, start = _run(plain, images, ids, mask), _run(skipped, images, ids, mask)
+    for level in range(len(LEVEL_SHAPES)):  # zero-initialised: the same model at first
+        assert torch.equal(start.head.token_logits[level], before.head.token_logits[level])
+    out = skipped(images, ids, mask)
+    sum(t.mean() for t in out.head.token_logits).backward()
+    assert skipped.head.visual_skip.weight.grad.abs().sum() > 0  # it can learn from zero
+    with torch.no_grad():
+        skipped.head.visual_skip.weight.normal_(std=0.5)
+    after = _run(skipped, images, ids, mask)
+    assert not torch.allclose(after.head.token_logits[0], before.head.token_logits[0], atol=1e-3)
+    for level in range(len(LEVEL_SHAPES)):  # boxes and centerness come from the tower alone
+        assert torch.equal(after.head.box_regression[level], before.head.box_regression[level])
+        assert torch.equal(after.head.centerness[level], before.head.centerness[level])
+    with pytest.raises(CheckpointError, match="alignment_skip"):
+        export_official_state_dict(skipped)

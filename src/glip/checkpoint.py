@@ -179,6 +179,9 @@ def export_official_state_dict(model: GLIP) -> dict[str, torch.Tensor]:
         >>> torch.save({"model": {"module." + k: v for k, v in state.items()}}, "tiny.pth")
     """
     config = model.config
+    if config.head.alignment_skip:
+        raise CheckpointError("this model has head.alignment_skip, which official GLIP does not have: it cannot be "
+                              "written in the official format (save it with save_glip instead)")
     exported: dict[str, torch.Tensor] = {}
     for key, value in model.state_dict().items():
         official = _unmap_key(key, config.head)

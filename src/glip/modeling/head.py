@@ -2,7 +2,8 @@
 
 Each block is [cross-modal fusion] -> [text layer] -> [DyHead block]; GLIP-T(A) keeps only the
 DyHead blocks. After the tower every location predicts box deltas, a centerness logit and one
-alignment logit per text token: logit = <v, proj(t)> / exp(log_scale) + bias(t).
+alignment logit per text token: logit = <v, proj(t)> / exp(log_scale) + bias(t). With
+``alignment_skip`` (our models only) v and t also get learnt projections of the head's inputs.
 """
 
 from __future__ import annotations
@@ -85,6 +86,17 @@ class VLHead(nn.Module):
         self.log_scale = nn.Parameter(torch.zeros(1))
         self.bias_lang = nn.Parameter(torch.zeros(text_dim))
         self.bias0 = nn.Parameter(torch.tensor([-math.log((1 - config.prior_prob) / config.prior_prob)]))
+        # alignment_skip (our models only): zero-initialised projections of the head's inputs (FPN
+        # features; the text encoder's output) added to both sides of the dot product.
+        self.visual_skip = self.text_skip = None
+        if config.alignment_skip:
+            self.visual_skip = nn.Conv2d(channels, channels, 1)
+            if config.fused_dot_product:
+                self.text_skip = nn.Linear(text_dim, text_dim)
+            for layer in [self.visual_skip, self.text_skip]:
+                if layer is not None:
+                    nn.init.zeros_(layer.weight)
+                    nn.init.zeros_(layer.bias)
         for conv in [self.box_regression, self.centerness]:
             nn.init.normal_(conv.weight, std=0.01)
             nn.init.zeros_(conv.bias)
@@ -94,6 +106,8 @@ class VLHead(nn.Module):
         for block in self.blocks:
             visual, hidden = block(visual, hidden, text.mask)
         dot_text = hidden if self.config.fused_dot_product else text.embedded  # [B, L, D]
+        if self.text_skip is not None:
+            dot_text = dot_text + self.text_skip(text.embedded)
         normalized = F.normalize(dot_text, p=2, dim=-1)
         projected = self.text_projection(normalized / 2.0)  # [B, L, C]
         token_bias = torch.matmul(normalized, self.bias_lang) + self.bias0  # [B, L]
@@ -102,6 +116,8 @@ class VLHead(nn.Module):
         for index, feature in enumerate(visual):
             boxes.append(self.scales[index](self.box_regression(feature)))
             centerness.append(self.centerness(feature))
+            if self.visual_skip is not None:
+                feature = feature + self.visual_skip(levels[index])  # [B, C, H, W]
             queries = feature.flatten(2).transpose(1, 2)  # [B, H*W, C]
             logit = torch.matmul(queries, projected.transpose(-1, -2)) / self.log_scale.exp()
             logits.append((logit + token_bias[:, None, :]).clamp(-clamp, clamp))  # [B, H*W, L]
