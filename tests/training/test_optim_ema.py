@@ -29,6 +29,23 @@ def test_language_backbone_has_its_own_learning_rate() -> None:
     assert groups["language"]["lr"] == 1e-5 and len(groups["language"]["params"]) == 2
 
 
+def test_lr_multipliers_give_a_prefix_its_own_rate_that_follows_the_schedule() -> None:
+    optimizer = build_optimizer(Toy(), OptimSection(lr=1e-3, language_lr=1e-5, lr_multipliers={"head": 20.0}))
+    groups = {group["name"]: group for group in optimizer.param_groups}
+    assert groups["lr:head"]["lr"] == pytest.approx(2e-2) and len(groups["lr:head"]["params"]) == 2
+    assert groups["main"]["lr"] == 1e-3 and len(groups["main"]["params"]) == 2  # the backbone only
+    assert groups["language"]["lr"] == 1e-5
+    schedule = WarmupDecaySchedule(optimizer, max_steps=10, warmup_steps=0, schedule="cosine")
+    for _ in range(5):
+        optimizer.step()
+        schedule.step()
+    rates = {group["name"]: group["lr"] for group in optimizer.param_groups}
+    assert rates["lr:head"] == pytest.approx(20 * rates["main"]) and rates["main"] < 1e-3
+    for bad in ["heads", "text_encoder"]:
+        with pytest.raises(ValueError, match=f"lr_multipliers: '{bad}' matches no parameter"):
+            build_optimizer(Toy(), OptimSection(lr_multipliers={bad: 2.0}))
+
+
 def test_freeze_by_prefix() -> None:
     model = Toy()
     assert freeze_parameters(model, ["backbone", "text_encoder.weight"]) == 6 + 4

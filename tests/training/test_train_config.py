@@ -25,12 +25,15 @@ def test_yaml_and_overrides(tmp_path) -> None:
     )
     config = load_train_config(path, ["optim.lr=1e-3", "train.ema_decay=null", "train.freeze=[backbone]",
                                       "data.datasets.0.weight=2", "model.overrides.text.dropout=0.0",
-                                      "input.min_sizes=[128, 160]", "output.dir=runs/x"])
+                                      "input.min_sizes=[128, 160]", "output.dir=runs/x",
+                                      "optim.lr_multipliers={head.visual_skip: 20}"])
     assert config.optim.lr == 1e-3 and isinstance(config.optim.lr, float)
     assert config.train.ema_decay is None and config.train.freeze == ["backbone"]
     assert config.data.datasets[0].weight == 2.0 and config.data.datasets[0].annotations == "a.json"
     assert config.model.overrides == {"text": {"dropout": 0.0}}
     assert config.input.min_sizes == [128, 160] and config.train.max_steps == 10
+    assert config.optim.lr_multipliers == {"head.visual_skip": 20.0}
+    assert isinstance(config.optim.lr_multipliers["head.visual_skip"], float)
     assert TrainConfig.from_dict(config.to_dict()) == config
 
 
@@ -41,6 +44,8 @@ def test_yaml_and_overrides(tmp_path) -> None:
     ("train.amp=fp8", "train.amp must be one of off, bf16, fp16, auto"),
     ("optim.schedule=linear", "optim.schedule must be one of step, cosine"),
     ("train.batch_size", "not key=value"),
+    ("optim.lr_multipliers={head: -1}", "optim.lr_multipliers factors must be positive"),
+    ("optim.lr_multipliers=[head]", "optim.lr_multipliers: expected a mapping"),
     ("data.datasets.3.weight=1", "needs an index below 0"),
 ])
 def test_bad_overrides_are_named(override: str, message: str) -> None:

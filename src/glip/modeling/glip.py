@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from glip.config import GLIPConfig
@@ -43,7 +44,7 @@ class GLIP(nn.Module):
             raise ValueError("head.channels must equal fpn.out_channels")
         text = config.text
         self.head = VLHead(config.head, text.hidden_size, text.num_heads, text.intermediate_size,
-                           text.layer_norm_eps, text.dropout)
+                           text.layer_norm_eps, text.dropout, skip_channels=config.swin.embed_dim)
         # Prompt tuning (optional): a [max_length, D] tensor added to the text features before the
         # head; zero-initialised so that enabling it changes nothing until it is trained.
         self.prompt_embedding: nn.Parameter | None = None
@@ -84,5 +85,9 @@ class GLIP(nn.Module):
             input_ids = input_ids.expand(batch, -1)
             attention_mask = attention_mask.expand(batch, -1)
         text = self.encode_text(input_ids, attention_mask)
-        head = self.head(image_features.levels, text)
+        skip = None
+        if self.config.head.alignment_skip:  # the first stage keeps what the deeper ones drop (colour)
+            first = image_features.stages[0]  # [B, embed_dim, H/4, W/4]
+            skip = [F.adaptive_avg_pool2d(first, level.shape[-2:]) for level in image_features.levels]
+        head = self.head(image_features.levels, text, skip)
         return GLIPOutput(image=image_features, text=text, head=head, anchors=self.anchors(image_features.levels))

@@ -71,7 +71,7 @@ class HeadBlock(nn.Module):
 
 class VLHead(nn.Module):
     def __init__(self, config: HeadConfig, text_dim: int, text_heads: int, text_intermediate: int,
-                 text_eps: float = 1e-12, text_dropout: float = 0.1) -> None:
+                 text_eps: float = 1e-12, text_dropout: float = 0.1, skip_channels: int | None = None) -> None:
         super().__init__()
         self.config = config
         self.blocks = nn.ModuleList(
@@ -86,11 +86,12 @@ class VLHead(nn.Module):
         self.log_scale = nn.Parameter(torch.zeros(1))
         self.bias_lang = nn.Parameter(torch.zeros(text_dim))
         self.bias0 = nn.Parameter(torch.tensor([-math.log((1 - config.prior_prob) / config.prior_prob)]))
-        # alignment_skip (our models only): zero-initialised projections of the head's inputs (FPN
-        # features; the text encoder's output) added to both sides of the dot product.
+        # alignment_skip (our models only): zero-initialised projections of low-level features added
+        # to both sides of the dot product: `skip_channels`-wide image features pooled to each level
+        # (GLIP passes the backbone's first stage) and the text encoder's output.
         self.visual_skip = self.text_skip = None
         if config.alignment_skip:
-            self.visual_skip = nn.Conv2d(channels, channels, 1)
+            self.visual_skip = nn.Conv2d(skip_channels or channels, channels, 1)
             if config.fused_dot_product:
                 self.text_skip = nn.Linear(text_dim, text_dim)
             for layer in [self.visual_skip, self.text_skip]:
@@ -101,7 +102,12 @@ class VLHead(nn.Module):
             nn.init.normal_(conv.weight, std=0.01)
             nn.init.zeros_(conv.bias)
 
-    def forward(self, levels: list[torch.Tensor], text: TextFeatures) -> HeadOutput:
+    def forward(self, levels: list[torch.Tensor], text: TextFeatures,
+                skip_features: list[torch.Tensor] | None = None) -> HeadOutput:
+        """levels: [P3..P7] [B, C, H_l, W_l]; skip_features (needed with alignment_skip): per level
+        [B, skip_channels, H_l, W_l]."""
+        if self.visual_skip is not None and skip_features is None:
+            raise ValueError("this head has alignment_skip: pass skip_features (one map per level)")
         visual, hidden = list(levels), text.hidden
         for block in self.blocks:
             visual, hidden = block(visual, hidden, text.mask)
@@ -117,7 +123,7 @@ class VLHead(nn.Module):
             boxes.append(self.scales[index](self.box_regression(feature)))
             centerness.append(self.centerness(feature))
             if self.visual_skip is not None:
-                feature = feature + self.visual_skip(levels[index])  # [B, C, H, W]
+                feature = feature + self.visual_skip(skip_features[index])  # [B, C, H, W]
             queries = feature.flatten(2).transpose(1, 2)  # [B, H*W, C]
             logit = torch.matmul(queries, projected.transpose(-1, -2)) / self.log_scale.exp()
             logits.append((logit + token_bias[:, None, :]).clamp(-clamp, clamp))  # [B, H*W, L]

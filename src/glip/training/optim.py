@@ -46,16 +46,29 @@ def freeze_parameters(model: nn.Module, prefixes: list[str]) -> int:
 
 
 def build_optimizer(model: nn.Module, config: OptimSection) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters in two groups: the language backbone at ``language_lr``,
+    """AdamW over the trainable parameters: the language backbone at ``language_lr``, parameters
+    under a prefix of ``lr_multipliers`` at ``lr`` times its factor (group named ``lr:<prefix>``),
     everything else at ``lr``. Each group remembers its name in ``group["name"]``."""
+    names = [name for name, _ in model.named_parameters()]
+    for prefix in config.lr_multipliers:
+        if not any(_matches(name, prefix) for name in names) or prefix.startswith(LANGUAGE_PREFIX.rstrip(".")):
+            raise ValueError(f"optim.lr_multipliers: '{prefix}' matches no parameter outside the language backbone")
     language, other = [], []
+    scaled: dict[str, list[nn.Parameter]] = {prefix: [] for prefix in config.lr_multipliers}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        (language if name.startswith(LANGUAGE_PREFIX) else other).append(parameter)
+        if name.startswith(LANGUAGE_PREFIX):
+            language.append(parameter)
+            continue
+        prefix = next((p for p in config.lr_multipliers if _matches(name, p)), None)
+        (other if prefix is None else scaled[prefix]).append(parameter)
     groups = []
     if other:
         groups.append({"name": "main", "params": other, "lr": config.lr})
+    for prefix, parameters in scaled.items():
+        if parameters:
+            groups.append({"name": f"lr:{prefix}", "params": parameters, "lr": config.lr * config.lr_multipliers[prefix]})
     if language:
         groups.append({"name": "language", "params": language, "lr": config.language_lr})
     if not groups:

@@ -75,6 +75,9 @@ class InputSection:
 class OptimSection:
     lr: float = 1e-4  # AdamW, everything but the language backbone
     language_lr: float = 1e-5  # the language backbone (text_encoder.*), official LANG_LR
+    # Learning-rate factors for parameters under a name prefix, e.g. {"head.visual_skip": 20.0}:
+    # new zero-initialised layers added to a trained model can learn faster than the rest.
+    lr_multipliers: dict[str, float] = field(default_factory=dict)
     weight_decay: float = 1e-4
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
@@ -179,7 +182,8 @@ def _convert(annotation: Any, value: Any, where: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise TrainConfigError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
+        key_type, value_type = typing.get_args(annotation) or (Any, Any)
+        return {_convert(key_type, k, where): _convert(value_type, v, f"{where}.{k}") for k, v in value.items()}
     if annotation is Any:
         return value
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
@@ -234,6 +238,7 @@ def validate(config: TrainConfig) -> None:
     need(train.num_workers >= 0, "train.num_workers must be >= 0")
     need(len(optim.betas) == 2, "optim.betas needs two values")
     need(optim.warmup_steps >= 0, "optim.warmup_steps must be >= 0")
+    need(all(factor > 0 for factor in optim.lr_multipliers.values()), "optim.lr_multipliers factors must be positive")
     need(all(0.0 <= m <= 1.0 for m in optim.step_milestones), "optim.step_milestones are fractions of max_steps (0..1)")
     need(optim.grad_clip is None or optim.grad_clip > 0, "optim.grad_clip must be positive or null")
     need(output.checkpoint_every > 0, "output.checkpoint_every must be positive")
