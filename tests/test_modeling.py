@@ -250,3 +250,5 @@ def test_alignment_skip_starts_as_a_no_op_and_then_feeds_only_the_token_logits(
         assert torch.equal(after.head.centerness[level], before.head.centerness[level])
     with pytest.raises(CheckpointError, match="alignment_skip"):
         export_official_state_dict(skipped)
+    with torch.no_grad(), pytest.raises(ValueError, match="pass skip_features"):
+        skipped.head(out.image.levels, out.text)

@@ -1,13 +1,18 @@
 """Where does a model lose an object's colour (or fill)? Linear probes along the head, and Recall@1 by attribute.
 
-Two diagnostics for the shapes world's attribute binding (``attributes`` split):
+Diagnostics for the shapes world's attribute binding (``attributes`` split):
 
 1. ``probe``: for every object of the first N scenes, the feature of its box (``roi_align`` to one
    cell, the P3 level) is taken at the FPN output and after every fusion layer and DyHead block of
    the head; a linear classifier trained on 70% of the objects predicts the attribute of the other
    30%. Accuracy near chance at a stage means the stage's features no longer carry the attribute,
    so no prompt word can be bound to it there.
-2. ``recall``: Recall@1 of a grounding predictions file (``glip eval`` writes ``predictions.json``)
+2. ``centres``: the same question one cell at each object's centre, from the input pixel through
+   every Swin stage to the FPN and the head's output.
+3. ``text``: the cosine of corresponding tokens of two captions ("a black dotted star", "a red solid
+   star") at the text encoder's output and at the dot product's text side, where it meets the image.
+   Near 1 at the head means the model no longer tells the words apart.
+4. ``recall``: Recall@1 of a grounding predictions file (``glip eval`` writes ``predictions.json``)
    split by which attributes differ between the objects of a scene and which the phrase names.
 
 Run::
@@ -15,6 +20,8 @@ Run::
     python tools/attribute_probe.py probe --weights src/glip/weights/glip-nano.safetensors \\
         --data data/shapes-val/attributes --attribute colour
     python tools/attribute_probe.py probe --fresh-head --data data/shapes-val/attributes
+    python tools/attribute_probe.py centres --weights runs/glip-nano-stage2.safetensors --attribute colour
+    python tools/attribute_probe.py text --weights runs/glip-nano-stage2.safetensors
     python tools/attribute_probe.py recall --data data/shapes-val/attributes --predictions glip_eval/predictions.json
 """
 
@@ -85,6 +92,65 @@ def stage_features(weights: str, data: Path, num_scenes: int, attribute: str,
     return {name: torch.stack(rows) for name, rows in features.items()}, torch.tensor(labels)
 
 
+def centre_features(weights: str | None, data: Path, num_scenes: int, attribute: str,
+                    min_visible: float = 0.9) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Like `stage_features`, but one cell at each object's centre, from the pixels up: the input
+    pixel, every Swin stage, FPN P3/P4 and the head's output P3/P4 (objects at least
+    ``min_visible`` visible, so the centre is the object's)."""
+    model = GLIPPredictor.from_pretrained(weights, device="cpu").model.eval()
+    prompt = load_tokenizer()("an object", return_tensors="pt")
+    features: dict[str, list[torch.Tensor]] = defaultdict(list)
+    labels = []
+    for scene in read_jsonl(data / "scenes.jsonl")[:num_scenes]:
+        batch = prepare_images([data / scene["file_name"]], model.config.input)
+        with torch.no_grad():
+            output = model(batch.tensor, prompt["input_ids"], prompt["attention_mask"])
+        maps = {"pixel": (batch.tensor, 1)}
+        maps.update({f"Swin stage {i}": (stage, 4 * 2 ** i) for i, stage in enumerate(output.image.stages)})
+        for level in (0, 1):
+            maps[f"FPN P{level + 3}"] = (output.image.levels[level], P3_STRIDE * 2 ** level)
+            maps[f"head P{level + 3}"] = (output.head.visual[level], P3_STRIDE * 2 ** level)
+        scale = batch.image_sizes[0][0] / batch.original_sizes[0][0]
+        for obj in scene["objects"]:
+            if obj["visible"] < min_visible:
+                continue
+            x0, y0, x1, y1 = (v * scale for v in obj["bbox"])
+            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+            for name, (level, stride) in maps.items():
+                features[name].append(level[0, :, int(cy // stride), int(cx // stride)])
+            labels.append(VALUES[attribute].index(obj[attribute]))
+    return {name: torch.stack(rows) for name, rows in features.items()}, torch.tensor(labels)
+
+
+def text_similarity(weights: str | None, data: Path, captions: tuple[str, str]) -> list[tuple[str, float, float]]:
+    """Cosine of corresponding tokens of two one-phrase captions on a scene of ``data``, at the text
+    encoder's output and where the text meets the image (the dot product's text side)."""
+    predictor = GLIPPredictor.from_pretrained(weights, device="cpu")
+    model = predictor.model.eval()
+    scene = read_jsonl(data / "scenes.jsonl")[0]
+    batch = prepare_images([data / scene["file_name"]], model.config.input)
+    tokenizer = load_tokenizer()
+    outputs = []
+    for caption in captions:
+        encoded = tokenizer(caption, return_tensors="pt")
+        with torch.no_grad():
+            outputs.append(model(batch.tensor, encoded["input_ids"], encoded["attention_mask"]))
+    tokens = [tokenizer.convert_ids_to_tokens(tokenizer(c)["input_ids"]) for c in captions]
+    if len(tokens[0]) != len(tokens[1]):
+        raise SystemExit("the two captions must have the same number of tokens")
+    def dot_product_text(output) -> torch.Tensor:  # what VLHead normalises and projects: [L, D]
+        text = output.head.text if model.config.head.fused_dot_product else output.text.embedded
+        if model.head.text_skip is not None:
+            text = text + model.head.text_skip(output.text.embedded)
+        return text[0]
+
+    first, second = outputs
+    encoder = torch.cosine_similarity(first.text.embedded[0], second.text.embedded[0], dim=-1)
+    with torch.no_grad():
+        head = torch.cosine_similarity(dot_product_text(first), dot_product_text(second), dim=-1)
+    return [(f"{a}/{b}", float(e), float(h)) for a, b, e, h in zip(*tokens, encoder, head)][1:-1]
+
+
 def probe_accuracy(features: torch.Tensor, labels: torch.Tensor, classes: int, seed: int = 0) -> float:
     """Held-out accuracy of a linear classifier (first 70% train, last 30% test)."""
     train = torch.arange(len(labels)) < int(0.7 * len(labels))
@@ -135,12 +201,29 @@ def main(argv: list[str] | None = None) -> int:
     probe.add_argument("--attribute", choices=tuple(VALUES), default="colour")
     probe.add_argument("--scenes", type=int, default=120)
     probe.add_argument("--fresh-head", action="store_true", help="probe a newly initialised head instead")
+    centres = commands.add_parser("centres", help="linear probes at object centres, from the pixels up")
+    centres.add_argument("--weights", default=None, help="default: the embedded model")
+    centres.add_argument("--data", type=Path, default=Path("data/shapes-val/attributes"))
+    centres.add_argument("--attribute", choices=tuple(VALUES), default="colour")
+    centres.add_argument("--scenes", type=int, default=150)
+    text = commands.add_parser("text", help="token cosines of two captions: text encoder vs head output")
+    text.add_argument("--weights", default=None, help="default: the embedded model")
+    text.add_argument("--data", type=Path, default=Path("data/shapes-val/attributes"))
+    text.add_argument("--captions", nargs=2, default=("a black dotted star", "a red solid star"))
     recall = commands.add_parser("recall", help="Recall@1 by attribute from a predictions file")
     recall.add_argument("--data", type=Path, default=Path("data/shapes-val/attributes"))
     recall.add_argument("--predictions", type=Path, required=True)
     args = parser.parse_args(argv)
-    if args.command == "probe":
-        features, labels = stage_features(args.weights, args.data, args.scenes, args.attribute, args.fresh_head)
+    if args.command == "text":
+        print(f"{'tokens':24s} text encoder  dot product")
+        for pair, encoder, head in text_similarity(args.weights, args.data, tuple(args.captions)):
+            print(f"{pair:24s} {encoder:12.3f}  {head:11.3f}")
+        return 0
+    if args.command in ("probe", "centres"):
+        if args.command == "probe":
+            features, labels = stage_features(args.weights, args.data, args.scenes, args.attribute, args.fresh_head)
+        else:
+            features, labels = centre_features(args.weights, args.data, args.scenes, args.attribute)
         chance = float(torch.bincount(labels).max()) / len(labels)
         print(f"{args.attribute} of {len(labels)} objects, majority-class rate {chance:.2f}")
         for name, values in features.items():
