@@ -139,10 +139,7 @@ def text_similarity(weights: str | None, data: Path, captions: tuple[str, str]) 
     if len(tokens[0]) != len(tokens[1]):
         raise SystemExit("the two captions must have the same number of tokens")
     def dot_product_text(output) -> torch.Tensor:  # what VLHead normalises and projects: [L, D]
-        text = output.head.text if model.config.head.fused_dot_product else output.text.embedded
-        if model.head.text_skip is not None:
-            text = text + model.head.text_skip(output.text.embedded)
-        return text[0]
+        return model.head.dot_product_text(output.head.text, output.text)[0]
 
     first, second = outputs
     encoder = torch.cosine_similarity(first.text.embedded[0], second.text.embedded[0], dim=-1)

@@ -78,10 +78,11 @@ class HeadConfig:
     anchor_strides: tuple[int, ...] = (8, 16, 32, 64, 128)
     box_coder_weights: tuple[float, ...] = (10.0, 10.0, 5.0, 5.0)
     logit_clamp: float = 50000.0  # official clamp of attention and dot-product logits
-    # Not in official GLIP (keep False to load official checkpoints): a zero-initialised 1x1 conv adds
-    # the head's input (FPN) features to the tower features that meet the text in the dot product.
-    # The DyHead tower keeps what detection needs (shape) and discards what it does not (colour,
-    # fill); this path lets the alignment see both. Zero init: a model starts as without it.
+    # Not in official GLIP (keep False to load official checkpoints): zero-initialised projections
+    # add the backbone's first stage (pooled to each level) to the visual side and the text
+    # encoder's output to the text side of the dot product. Deeper layers keep what detection needs
+    # (shape) and drop what it does not (colour, fill); these paths let the alignment see both.
+    # Zero init: a model starts as without them.
     alignment_skip: bool = False
 
 

@@ -91,7 +91,9 @@ class VLHead(nn.Module):
         # (GLIP passes the backbone's first stage) and the text encoder's output.
         self.visual_skip = self.text_skip = None
         if config.alignment_skip:
-            self.visual_skip = nn.Conv2d(skip_channels or channels, channels, 1)
+            if skip_channels is None:
+                raise ValueError("head.alignment_skip needs skip_channels (the width of the skip features)")
+            self.visual_skip = nn.Conv2d(skip_channels, channels, 1)
             if config.fused_dot_product:
                 self.text_skip = nn.Linear(text_dim, text_dim)
             for layer in [self.visual_skip, self.text_skip]:
@@ -102,6 +104,14 @@ class VLHead(nn.Module):
             nn.init.normal_(conv.weight, std=0.01)
             nn.init.zeros_(conv.bias)
 
+    def dot_product_text(self, hidden: torch.Tensor, text: TextFeatures) -> torch.Tensor:
+        """The text side of the dot product, before normalisation: the fused text ``hidden`` (or the
+        BERT output without fused_dot_product), plus the text skip. [B, L, D]"""
+        dot_text = hidden if self.config.fused_dot_product else text.embedded
+        if self.text_skip is not None:
+            dot_text = dot_text + self.text_skip(text.embedded)
+        return dot_text
+
     def forward(self, levels: list[torch.Tensor], text: TextFeatures,
                 skip_features: list[torch.Tensor] | None = None) -> HeadOutput:
         """levels: [P3..P7] [B, C, H_l, W_l]; skip_features (needed with alignment_skip): per level
@@ -111,10 +121,7 @@ class VLHead(nn.Module):
         visual, hidden = list(levels), text.hidden
         for block in self.blocks:
             visual, hidden = block(visual, hidden, text.mask)
-        dot_text = hidden if self.config.fused_dot_product else text.embedded  # [B, L, D]
-        if self.text_skip is not None:
-            dot_text = dot_text + self.text_skip(text.embedded)
-        normalized = F.normalize(dot_text, p=2, dim=-1)
+        normalized = F.normalize(self.dot_product_text(hidden, text), p=2, dim=-1)
         projected = self.text_projection(normalized / 2.0)  # [B, L, C]
         token_bias = torch.matmul(normalized, self.bias_lang) + self.bias0  # [B, L]
         clamp = self.config.logit_clamp
