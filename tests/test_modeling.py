@@ -252,3 +252,43 @@ def test_alignment_skip_starts_as_a_no_op_and_then_feeds_only_the_token_logits(
         export_official_state_dict(skipped)
     with torch.no_grad(), pytest.raises(ValueError, match="pass skip_features"):
         skipped.head(out.image.levels, out.text)
+
+
+def test_texture_skip_extends_an_alignment_skip_model_with_pooled_texture_responses(
+        prompts: list[TokenizedPrompt]) -> None:
+    config = get_config("glip-tiny")
+    config.head.alignment_skip = True
+    torch.manual_seed(0)
+    skipped = GLIP(config).eval()
+    with torch.no_grad():
+        skipped.head.visual_skip.weight.normal_(std=0.5)
+    config = get_config("glip-tiny")
+    config.head.alignment_skip, config.head.texture_skip_channels = True, 16
+    textured = GLIP(config).eval()
+    shared = load_shared_state(textured, skipped.state_dict())
+    assert sorted(shared.kept) == sorted(f"head.texture_skip.{name}" for name, _ in textured.head.texture_skip.named_parameters())
+    images = _images()
+    ids, mask = _text(*prompts)
+    before, start = _run(skipped, images, ids, mask), _run(textured, images, ids, mask)
+    for level in range(len(LEVEL_SHAPES)):  # zero-initialised projection: the alignment-skip model at first
+        assert torch.equal(start.head.token_logits[level], before.head.token_logits[level])
+    out = textured(images, ids, mask)
+    sum(t.mean() for t in out.head.token_logits).backward()
+    assert textured.head.texture_skip.projection.weight.grad.abs().sum() > 0  # it can learn from zero
+    # The responses are computed at the first stage's resolution, then averaged over each level's cells.
+    first = out.image.stages[0].detach()  # [B, C, H/4, W/4]
+    with torch.no_grad():
+        textured.head.texture_skip.projection.weight.normal_(std=0.5)
+        responses = textured.head.texture_skip(first)  # [B, 16, H/4, W/4]
+        assert responses.shape == (2, 16, *first.shape[-2:])
+        expected = textured.head.texture_skip.projection(responses.mean(dim=(2, 3), keepdim=True))
+        after = textured(images, ids, mask)
+        without = _run(skipped, images, ids, mask)
+    # P7 is one cell: its texture term is the projection of the mean response over the whole map.
+    projected = textured.head.text_projection(
+        torch.nn.functional.normalize(textured.head.dot_product_text(after.head.text, after.text), dim=-1) / 2.0)
+    shift = torch.matmul(expected.flatten(2).transpose(1, 2), projected.transpose(-1, -2)) / textured.head.log_scale.exp()
+    torch.testing.assert_close(after.head.token_logits[-1] - without.head.token_logits[-1], shift, rtol=1e-4, atol=1e-4)
+    config.head.alignment_skip = False
+    with pytest.raises(ValueError, match="needs head.alignment_skip"):
+        GLIP(config)

@@ -84,6 +84,10 @@ class HeadConfig:
     # (shape) and drop what it does not (colour, fill); these paths let the alignment see both.
     # Zero init: a model starts as without them.
     alignment_skip: bool = False
+    # With alignment_skip, > 0: the width of a second visual skip for texture (stripes, dots), which a
+    # mean over a cell averages away: two 3x3 convs with GELU on the first stage at its own
+    # resolution, then pooled to each level and projected by a zero-initialised 1x1 conv. 0: none.
+    texture_skip_channels: int = 0
 
 
 @dataclass

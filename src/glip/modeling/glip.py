@@ -85,9 +85,8 @@ class GLIP(nn.Module):
             input_ids = input_ids.expand(batch, -1)
             attention_mask = attention_mask.expand(batch, -1)
         text = self.encode_text(input_ids, attention_mask)
-        skip = None
-        if self.config.head.alignment_skip:  # the first stage keeps what the deeper ones drop (colour)
-            first = image_features.stages[0]  # [B, embed_dim, H/4, W/4]
-            skip = [F.adaptive_avg_pool2d(first, level.shape[-2:]) for level in image_features.levels]
-        head = self.head(image_features.levels, text, skip)
+        # alignment_skip: the first stage keeps what the deeper ones drop (colour, fill)
+        first = image_features.stages[0] if self.config.head.alignment_skip else None  # [B, embed_dim, H/4, W/4]
+        head = self.head(image_features.levels, text, first)
         return GLIPOutput(image=image_features, text=text, head=head, anchors=self.anchors(image_features.levels))
+

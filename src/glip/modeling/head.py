@@ -69,6 +69,23 @@ class HeadBlock(nn.Module):
         return self.dyconv(levels), text
 
 
+class TextureSkip(nn.Module):
+    """Texture responses of low-level features: two 3x3 convs with GELU at the features' own
+    resolution, so that averaging them over a level's cell keeps a pattern's energy (stripes, dots)
+    where averaging the features themselves would wash it out. ``projection`` (1x1, zero-initialised
+    by the head) maps the pooled responses to the head's width."""
+
+    def __init__(self, in_channels: int, width: int, out_channels: int) -> None:
+        super().__init__()
+        self.filters = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1), nn.GELU(),
+                                     nn.Conv2d(width, width, 3, padding=1), nn.GELU())
+        self.projection = nn.Conv2d(width, out_channels, 1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """[B, in_channels, H, W] -> texture responses [B, width, H, W] (pooled and projected by the head)."""
+        return self.filters(features)
+
+
 class VLHead(nn.Module):
     def __init__(self, config: HeadConfig, text_dim: int, text_heads: int, text_intermediate: int,
                  text_eps: float = 1e-12, text_dropout: float = 0.1, skip_channels: int | None = None) -> None:
@@ -87,16 +104,24 @@ class VLHead(nn.Module):
         self.bias_lang = nn.Parameter(torch.zeros(text_dim))
         self.bias0 = nn.Parameter(torch.tensor([-math.log((1 - config.prior_prob) / config.prior_prob)]))
         # alignment_skip (our models only): zero-initialised projections of low-level features added
-        # to both sides of the dot product: `skip_channels`-wide image features pooled to each level
-        # (GLIP passes the backbone's first stage) and the text encoder's output.
-        self.visual_skip = self.text_skip = None
+        # to both sides of the dot product: `skip_channels`-wide image features (GLIP passes the
+        # backbone's first stage) average-pooled to each level, and the text encoder's output.
+        # texture_skip_channels > 0: also their texture responses (`TextureSkip`), pooled likewise.
+        self.visual_skip = self.text_skip = self.texture_skip = None
+        if config.texture_skip_channels and not config.alignment_skip:
+            raise ValueError("head.texture_skip_channels needs head.alignment_skip: true")
         if config.alignment_skip:
             if skip_channels is None:
                 raise ValueError("head.alignment_skip needs skip_channels (the width of the skip features)")
             self.visual_skip = nn.Conv2d(skip_channels, channels, 1)
             if config.fused_dot_product:
                 self.text_skip = nn.Linear(text_dim, text_dim)
-            for layer in [self.visual_skip, self.text_skip]:
+            texture_out = None
+            if config.texture_skip_channels:
+                width = config.texture_skip_channels
+                self.texture_skip = TextureSkip(skip_channels, width, channels)
+                texture_out = self.texture_skip.projection
+            for layer in [self.visual_skip, self.text_skip, texture_out]:
                 if layer is not None:
                     nn.init.zeros_(layer.weight)
                     nn.init.zeros_(layer.bias)
@@ -113,11 +138,13 @@ class VLHead(nn.Module):
         return dot_text
 
     def forward(self, levels: list[torch.Tensor], text: TextFeatures,
-                skip_features: list[torch.Tensor] | None = None) -> HeadOutput:
-        """levels: [P3..P7] [B, C, H_l, W_l]; skip_features (needed with alignment_skip): per level
-        [B, skip_channels, H_l, W_l]."""
+                skip_features: torch.Tensor | None = None) -> HeadOutput:
+        """levels: [P3..P7] [B, C, H_l, W_l]; skip_features (needed with alignment_skip): the
+        features the skips read (GLIP: the backbone's first stage) [B, skip_channels, H', W'],
+        average-pooled to each level here."""
         if self.visual_skip is not None and skip_features is None:
-            raise ValueError("this head has alignment_skip: pass skip_features (one map per level)")
+            raise ValueError("this head has alignment_skip: pass skip_features (the backbone's first stage)")
+        textures = self.texture_skip(skip_features) if self.texture_skip is not None else None
         visual, hidden = list(levels), text.hidden
         for block in self.blocks:
             visual, hidden = block(visual, hidden, text.mask)
@@ -130,7 +157,11 @@ class VLHead(nn.Module):
             boxes.append(self.scales[index](self.box_regression(feature)))
             centerness.append(self.centerness(feature))
             if self.visual_skip is not None:
-                feature = feature + self.visual_skip(skip_features[index])  # [B, C, H, W]
+                pooled = F.adaptive_avg_pool2d(skip_features, feature.shape[-2:])  # [B, skip_channels, H, W]
+                feature = feature + self.visual_skip(pooled)  # [B, C, H, W]
+                if textures is not None:
+                    feature = feature + self.texture_skip.projection(
+                        F.adaptive_avg_pool2d(textures, feature.shape[-2:]))
             queries = feature.flatten(2).transpose(1, 2)  # [B, H*W, C]
             logit = torch.matmul(queries, projected.transpose(-1, -2)) / self.log_scale.exp()
             logits.append((logit + token_bias[:, None, :]).clamp(-clamp, clamp))  # [B, H*W, L]
