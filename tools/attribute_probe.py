@@ -10,8 +10,8 @@ Diagnostics for the shapes world's attribute binding (``attributes`` split):
 2. ``centres``: the same question one cell at each object's centre, from the input pixel through
    every Swin stage to the FPN and the head's output.
 3. ``text``: the cosine of corresponding tokens of two captions ("a black dotted star", "a red solid
-   star") at the text encoder's output and at the dot product's text side, where it meets the image.
-   Near 1 at the head means the model no longer tells the words apart.
+   star") at the text encoder's output, at the dot product's text side, and after its projection,
+   where it meets the image. Near 1 at the head means the model no longer tells the words apart.
 4. ``recall``: Recall@1 of a grounding predictions file (``glip eval`` writes ``predictions.json``)
    split by which attributes differ between the objects of a scene and which the phrase names.
 
@@ -122,9 +122,11 @@ def centre_features(weights: str | None, data: Path, num_scenes: int, attribute:
     return {name: torch.stack(rows) for name, rows in features.items()}, torch.tensor(labels)
 
 
-def text_similarity(weights: str | None, data: Path, captions: tuple[str, str]) -> list[tuple[str, float, float]]:
-    """Cosine of corresponding tokens of two one-phrase captions on a scene of ``data``, at the text
-    encoder's output and where the text meets the image (the dot product's text side)."""
+def text_similarity(weights: str | None, data: Path,
+                    captions: tuple[str, str]) -> list[tuple[str, float, float, float]]:
+    """Cosine of corresponding tokens of two one-phrase captions on a scene of ``data``: at the text
+    encoder's output, at the dot product's text side, and after its normalisation and projection
+    (what each image location's feature is multiplied with)."""
     predictor = GLIPPredictor.from_pretrained(weights, device="cpu")
     model = predictor.model.eval()
     scene = read_jsonl(data / "scenes.jsonl")[0]
@@ -141,11 +143,17 @@ def text_similarity(weights: str | None, data: Path, captions: tuple[str, str]) 
     def dot_product_text(output) -> torch.Tensor:  # what VLHead normalises and projects: [L, D]
         return model.head.dot_product_text(output.head.text, output.text)[0]
 
+    def projected(text: torch.Tensor) -> torch.Tensor:  # [L, D] -> [L, C], as in VLHead.forward
+        return model.head.text_projection(torch.nn.functional.normalize(text, dim=-1) / 2.0)
+
     first, second = outputs
     encoder = torch.cosine_similarity(first.text.embedded[0], second.text.embedded[0], dim=-1)
     with torch.no_grad():
-        head = torch.cosine_similarity(dot_product_text(first), dot_product_text(second), dim=-1)
-    return [(f"{a}/{b}", float(e), float(h)) for a, b, e, h in zip(*tokens, encoder, head)][1:-1]
+        texts = dot_product_text(first), dot_product_text(second)
+        head = torch.cosine_similarity(*texts, dim=-1)
+        after = torch.cosine_similarity(projected(texts[0]), projected(texts[1]), dim=-1)
+    return [(f"{a}/{b}", float(e), float(h), float(q))
+            for a, b, e, h, q in zip(*tokens, encoder, head, after)][1:-1]
 
 
 def probe_accuracy(features: torch.Tensor, labels: torch.Tensor, classes: int, seed: int = 0) -> float:
@@ -212,9 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     recall.add_argument("--predictions", type=Path, required=True)
     args = parser.parse_args(argv)
     if args.command == "text":
-        print(f"{'tokens':24s} text encoder  dot product")
-        for pair, encoder, head in text_similarity(args.weights, args.data, tuple(args.captions)):
-            print(f"{pair:24s} {encoder:12.3f}  {head:11.3f}")
+        print(f"{'tokens':24s} text encoder  dot product  projected")
+        for pair, encoder, head, after in text_similarity(args.weights, args.data, tuple(args.captions)):
+            print(f"{pair:24s} {encoder:12.3f}  {head:11.3f}  {after:9.3f}")
         return 0
     if args.command in ("probe", "centres"):
         if args.command == "probe":

@@ -36,13 +36,13 @@ def test_centre_features_cover_every_stage_and_visible_object(probe, shapes_root
 def test_text_similarity_is_one_for_the_same_caption_and_lower_for_another_colour(probe, shapes_root: Path) -> None:
     data = shapes_root / "attributes"
     same = probe.text_similarity(None, data, ("a black dotted star", "a black dotted star"))
-    assert [pair for pair, _, _ in same] == ["a/a", "black/black", "dotted/dotted", "star/star"]
-    assert all(encoder == pytest.approx(1.0, abs=1e-5) and head == pytest.approx(1.0, abs=1e-5)
-               for _, encoder, head in same)
-    other = dict((pair, (encoder, head)) for pair, encoder, head in
+    assert [pair for pair, *_ in same] == ["a/a", "black/black", "dotted/dotted", "star/star"]
+    assert all(value == pytest.approx(1.0, abs=1e-5) for _, *values in same for value in values)
+    other = dict((pair, values) for pair, *values in
                  probe.text_similarity(None, data, ("a black dotted star", "a red solid star")))
     assert other["black/red"][0] < 0.5  # the text encoder tells the colour words apart
     assert other["black/red"][1] < 0.99  # and so does the shipped model's dot-product text
+    assert other["black/red"][2] < 0.95  # and what meets the image, after the projection
     with pytest.raises(SystemExit, match="same number of tokens"):
         probe.text_similarity(None, data, ("a star", "a red solid star"))
 
