@@ -266,7 +266,8 @@ def test_texture_skip_extends_an_alignment_skip_model_with_pooled_texture_respon
     config.head.alignment_skip, config.head.texture_skip_channels = True, 16
     textured = GLIP(config).eval()
     shared = load_shared_state(textured, skipped.state_dict())
-    assert sorted(shared.kept) == sorted(f"head.texture_skip.{name}" for name, _ in textured.head.texture_skip.named_parameters())
+    texture_names = [f"head.texture_skip.{name}" for name, _ in textured.head.texture_skip.named_parameters()]
+    assert sorted(shared.kept) == sorted(texture_names)
     images = _images()
     ids, mask = _text(*prompts)
     before, start = _run(skipped, images, ids, mask), _run(textured, images, ids, mask)
@@ -285,9 +286,9 @@ def test_texture_skip_extends_an_alignment_skip_model_with_pooled_texture_respon
         after = textured(images, ids, mask)
         without = _run(skipped, images, ids, mask)
     # P7 is one cell: its texture term is the projection of the mean response over the whole map.
-    projected = textured.head.text_projection(
-        torch.nn.functional.normalize(textured.head.dot_product_text(after.head.text, after.text), dim=-1) / 2.0)
-    shift = torch.matmul(expected.flatten(2).transpose(1, 2), projected.transpose(-1, -2)) / textured.head.log_scale.exp()
+    _, projected = textured.head.project_text(textured.head.dot_product_text(after.head.text, after.text))
+    shift = torch.matmul(expected.flatten(2).transpose(1, 2), projected.transpose(-1, -2))
+    shift = shift / textured.head.log_scale.exp()
     torch.testing.assert_close(after.head.token_logits[-1] - without.head.token_logits[-1], shift, rtol=1e-4, atol=1e-4)
     config.head.alignment_skip = False
     with pytest.raises(ValueError, match="needs head.alignment_skip"):

@@ -143,15 +143,13 @@ def text_similarity(weights: str | None, data: Path,
     def dot_product_text(output) -> torch.Tensor:  # what VLHead normalises and projects: [L, D]
         return model.head.dot_product_text(output.head.text, output.text)[0]
 
-    def projected(text: torch.Tensor) -> torch.Tensor:  # [L, D] -> [L, C], as in VLHead.forward
-        return model.head.text_projection(torch.nn.functional.normalize(text, dim=-1) / 2.0)
-
     first, second = outputs
     encoder = torch.cosine_similarity(first.text.embedded[0], second.text.embedded[0], dim=-1)
     with torch.no_grad():
         texts = dot_product_text(first), dot_product_text(second)
         head = torch.cosine_similarity(*texts, dim=-1)
-        after = torch.cosine_similarity(projected(texts[0]), projected(texts[1]), dim=-1)
+        projected = [model.head.project_text(t)[1] for t in texts]  # what meets the image: [L, C]
+        after = torch.cosine_similarity(*projected, dim=-1)
     return [(f"{a}/{b}", float(e), float(h), float(q))
             for a, b, e, h, q in zip(*tokens, encoder, head, after)][1:-1]
 

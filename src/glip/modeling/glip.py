@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from glip.config import GLIPConfig
@@ -89,4 +88,3 @@ class GLIP(nn.Module):
         first = image_features.stages[0] if self.config.head.alignment_skip else None  # [B, embed_dim, H/4, W/4]
         head = self.head(image_features.levels, text, first)
         return GLIPOutput(image=image_features, text=text, head=head, anchors=self.anchors(image_features.levels))
-

@@ -118,8 +118,7 @@ class VLHead(nn.Module):
                 self.text_skip = nn.Linear(text_dim, text_dim)
             texture_out = None
             if config.texture_skip_channels:
-                width = config.texture_skip_channels
-                self.texture_skip = TextureSkip(skip_channels, width, channels)
+                self.texture_skip = TextureSkip(skip_channels, config.texture_skip_channels, channels)
                 texture_out = self.texture_skip.projection
             for layer in [self.visual_skip, self.text_skip, texture_out]:
                 if layer is not None:
@@ -137,6 +136,12 @@ class VLHead(nn.Module):
             dot_text = dot_text + self.text_skip(text.embedded)
         return dot_text
 
+    def project_text(self, dot_text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B, L, D] dot-product text -> (L2-normalised [B, L, D], what each location's feature is
+        multiplied with [B, L, C])."""
+        normalized = F.normalize(dot_text, p=2, dim=-1)
+        return normalized, self.text_projection(normalized / 2.0)
+
     def forward(self, levels: list[torch.Tensor], text: TextFeatures,
                 skip_features: torch.Tensor | None = None) -> HeadOutput:
         """levels: [P3..P7] [B, C, H_l, W_l]; skip_features (needed with alignment_skip): the
@@ -148,8 +153,7 @@ class VLHead(nn.Module):
         visual, hidden = list(levels), text.hidden
         for block in self.blocks:
             visual, hidden = block(visual, hidden, text.mask)
-        normalized = F.normalize(self.dot_product_text(hidden, text), p=2, dim=-1)
-        projected = self.text_projection(normalized / 2.0)  # [B, L, C]
+        normalized, projected = self.project_text(self.dot_product_text(hidden, text))
         token_bias = torch.matmul(normalized, self.bias_lang) + self.bias0  # [B, L]
         clamp = self.config.logit_clamp
         boxes, centerness, logits = [], [], []
