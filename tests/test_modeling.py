@@ -172,6 +172,9 @@ def test_swin_handles_sizes_that_are_not_window_multiples(models: dict[str, GLIP
     assert [tuple(s.shape) for s in stages] == [(2, channels[0], 25, 18), (2, channels[1], 13, 9),
                                                 (2, channels[2], 7, 5), (2, channels[3], 4, 3)]
     assert all(torch.isfinite(s).all() for s in stages)
+    with torch.no_grad():
+        first_two = model.backbone(images, num_stages=2)  # stops early, same values
+    assert len(first_two) == 2 and all(torch.equal(a, b) for a, b in zip(first_two, stages))
     out = _run(model, images, *_text(*prompts))
     shapes = [(13, 9), (7, 5), (4, 3), (2, 2), (1, 1)]
     assert [tuple(t.shape[-2:]) for t in out.head.box_regression] == shapes

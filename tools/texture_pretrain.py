@@ -24,7 +24,7 @@ import json
 import logging
 import random
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -33,7 +33,7 @@ from torch import nn
 from tqdm import tqdm
 
 from glip.checkpoint import load_glip, save_glip
-from glip.images import PreprocessConfig, load_image, prepare_images
+from glip.images import load_image, prepare_images
 from glip.modeling.glip import GLIP
 
 LOGGER = logging.getLogger("texture_pretrain")
@@ -86,14 +86,10 @@ def scene_regions(root: Path, words: tuple[str, ...], attribute: str = "fill") -
 def first_stage(model: GLIP, path: Path, min_size: int) -> tuple[torch.Tensor, float]:
     """The backbone's first stage for one picture -> ([1, C, H/4, W/4], input pixels per image pixel)."""
     picture = load_image(path)
-    batch = prepare_images([picture], PreprocessConfig(min_size=min_size, max_size=2 * min_size))
-    backbone = model.backbone
+    batch = prepare_images([picture], replace(model.config.input, min_size=min_size, max_size=2 * min_size))
     with torch.no_grad():
-        x = backbone.patch_embed(batch.tensor)  # [1, C, H/4, W/4]
-        b, c, h, w = x.shape
-        out, *_ = backbone.layers[0](x.flatten(2).transpose(1, 2), h, w)
-    scale = batch.image_sizes[0][0] / picture.height
-    return out.view(b, h, w, c).permute(0, 3, 1, 2), scale
+        (first,) = model.backbone(batch.tensor, num_stages=1)  # [1, C, H/4, W/4]
+    return first, batch.image_sizes[0][0] / picture.height
 
 
 def central_cells(responses: torch.Tensor, regions: list[Region], scale: float,
@@ -149,7 +145,7 @@ def pretrain(model: GLIP, images: list[LabelledImage], num_words: int, steps: in
     generator = random.Random(seed)
     torch.manual_seed(seed)
     filters = model.head.texture_skip.filters
-    classifier = nn.Linear(filters[-2].out_channels, num_words)
+    classifier = nn.Linear(model.head.texture_skip.projection.in_channels, num_words)
     optimizer = torch.optim.AdamW([*filters.parameters(), *classifier.parameters()], lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps, eta_min=0.05 * lr)
     bar = tqdm(range(steps), desc="texture pretraining", disable=not progress)

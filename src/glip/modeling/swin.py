@@ -220,13 +220,14 @@ class SwinBackbone(nn.Module):
     def out_channels(self) -> list[int]:
         return [self.config.stage_channels[i] for i in self.config.out_stages]
 
-    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """images: [B, 3, H, W] -> list over all stages of [B, C_i, H_i, W_i]."""
+    def forward(self, images: torch.Tensor, num_stages: int | None = None) -> list[torch.Tensor]:
+        """images: [B, 3, H, W] -> list over the stages of [B, C_i, H_i, W_i]: all of them, or the
+        first ``num_stages`` (the rest is not computed)."""
         x = self.patch_embed(images)
         b, c, h, w = x.shape
         x = x.flatten(2).transpose(1, 2)  # [B, H*W, C]
         outputs = []
-        for i, stage in enumerate(self.layers):
+        for i, stage in enumerate(self.layers[:num_stages]):
             out, x, next_h, next_w = stage(x, h, w)
             if i in self.config.out_stages:
                 out = getattr(self, f"norm{i}")(out)
