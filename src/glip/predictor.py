@@ -28,7 +28,7 @@ from glip.modeling.postprocess import Detections, PostProcessor
 from glip.prompts import (Prompt, TokenizedPrompt, build_caption_prompt, build_class_prompt, chunk_class_names,
                           tokenize_prompt)
 from glip.tokenizer import load_tokenizer
-from glip.transfer.adapter import Adapter, AdapterError, AdapterSwitch, load_adapter
+from glip.adapters import Adapter, AdapterError, AdapterSwitch, load_adapter
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ def predictor(tiny_checkpoint):
     from glip.checkpoint import load_glip
     from glip.predictor import GLIPPredictor
     from glip.prompts import build_class_prompt
-    from glip.transfer.adapter import Adapter, AdapterCategory, model_fingerprint
+    from glip.adapters import Adapter, AdapterCategory, model_fingerprint
 
     model = load_glip(tiny_checkpoint)
     model.config.input = dataclasses.replace(model.config.input, min_size=64, max_size=64)  # fast on a CPU

@@ -7,7 +7,7 @@ of `glip.training` on the fixed prompt; write the result; evaluate on the valida
 Results in ``out/``:
 
 - ``prompt`` and ``linear``: ``adapter.safetensors``, only the tuned tensors with the prompt, the
-  categories and the base model's fingerprint (`glip.transfer.adapter`);
+  categories and the base model's fingerprint (`glip.adapters`);
 - ``full``: ``model.safetensors``, a whole model, plus ``task.json`` (prompt and categories);
 - ``result.json``: mode, shots, seed, trainable parameters, file size, training time, metrics;
 - ``train.json`` (the K-shot subset, when ``shots`` is set), ``checkpoints/`` (for ``--resume``),
@@ -37,7 +37,7 @@ from glip.modeling.glip import GLIP
 from glip.predictor import GLIPPredictor
 from glip.training.train_config import TrainConfig
 from glip.training.trainer import SkipUnreadable, Trainer
-from glip.transfer.adapter import Adapter, AdapterCategory, model_fingerprint, save_adapter
+from glip.adapters import Adapter, AdapterCategory, model_fingerprint, save_adapter
 from glip.transfer.fewshot import sample_few_shot
 from glip.transfer.modes import MODES, trainable_names
 from glip.transfer.task import Task, TaskError, check_same_categories, check_training_set, load_prompt_overrides, load_task

@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from glip.adapters import (Adapter, AdapterCategory, AdapterError, AdapterSwitch, load_adapter, model_fingerprint,
+                           save_adapter)
 from glip.checkpoint import load_glip
 from glip.predictor import GLIPPredictor
 from glip.prompts import build_class_prompt
-from glip.transfer.adapter import (Adapter, AdapterCategory, AdapterError, AdapterSwitch, load_adapter,
-                                   model_fingerprint, save_adapter)
+# The transfer tests' base models and task data serve the adapter tests too.
+from transfer.conftest import base_weights, other_weights, task_val  # noqa: F401
 
 
 def _adapter(model, mode="prompt", names=("circle", "square")) -> Adapter:
