@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 from glip.config import get_config
 from glip.modeling.anchors import cell_anchor, grid_anchors, level_anchors
+from support import reference_dir
 
 SIZES = (64, 128, 256, 512, 1024)
 STRIDES = (8, 16, 32, 64, 128)
@@ -21,13 +19,6 @@ TEMPLATES = [
     [-224.0, -224.0, 287.0, 287.0],
     [-448.0, -448.0, 575.0, 575.0],
 ]
-
-
-def _reference_dir() -> Path:
-    override = os.environ.get("GLIP_REFERENCE_DIR")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[2] / "shared" / "reference"
 
 
 def test_cell_anchors_are_the_official_templates() -> None:
@@ -68,7 +59,7 @@ def test_level_anchors_follow_the_feature_shapes() -> None:
 
 
 def test_anchors_equal_the_official_ones_for_800x800() -> None:
-    path = _reference_dir() / "glip_t" / "case_a" / "inference.npz"
+    path = reference_dir() / "glip_t" / "case_a" / "inference.npz"
     if not path.is_file():
         pytest.skip(f"reference data {path} not available")
     arrays = np.load(path)
