@@ -37,6 +37,10 @@ logger = logging.getLogger(__name__)
 
 ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray]
 
+# Largest picture decoded by default (width x height, in millions of pixels): any camera photo
+# fits, and the model shrinks it to its input size anyway. The CLI and the server share it.
+DEFAULT_MAX_MEGAPIXELS = 25
+
 # PIL modes that store 16/32-bit integer samples; their values are read on the 16-bit scale.
 _WIDE_INTEGER_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
 # PIL modes that carry an alpha channel and are composited on white.
