@@ -1,6 +1,11 @@
-"""``glip shapes``: generate splits of the shapes world.
+"""``glip shapes``: generate splits of the shapes world, report models on them, and pretrain the
+texture skip (the step between stages 4 and 5 of glip-nano).
 
     glip shapes generate --out data/shapes --split det-train --num-images 10000 --seed 0 --workers 2
+    glip shapes report --data data/shapes --model glip-nano=src/glip/weights/glip-nano.safetensors
+    glip shapes texture-pretrain --weights runs/glip-nano-stage4/model.safetensors \
+        --grounding data/shapes/attributes-train data/shapes/ground-train --steps 1000 \
+        --out runs/glip-nano-stage4-textures.safetensors
 
 Errors are one line on stderr and exit code 2.
 """
@@ -13,7 +18,7 @@ import sys
 import time
 
 from glip.shapes.generate import IMAGE_FORMATS, generate_split
-from glip.shapes.vocabulary import SPLITS
+from glip.shapes.vocabulary import FILLS, SPLITS
 
 EXIT_ERROR = 2
 
@@ -44,7 +49,32 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a model to evaluate (repeatable), e.g. glip-nano=runs/nano/model.safetensors")
     report.add_argument("--out", help="also write the table to this Markdown file")
     report.add_argument("--device", default="cpu")
+    texture = sub.add_parser("texture-pretrain",
+                             help="teach a checkpoint's texture skip the fill words of grounding phrases")
+    texture.add_argument("--weights", required=True, help="a glip checkpoint whose head has a texture skip")
+    texture.add_argument("--grounding", nargs="+", required=True,
+                         help="folders holding grounding.jsonl (the phrases to learn from)")
+    texture.add_argument("--out", required=True, help="where to write the checkpoint (.safetensors)")
+    texture.add_argument("--val", help="a shapes split (scenes.jsonl) to measure accuracy on")
+    texture.add_argument("--words", nargs="+", default=list(FILLS),
+                         help=f"the words to tell apart (default: {' '.join(FILLS)})")
+    texture.add_argument("--steps", type=int, default=800, help="optimizer steps of 8 pictures (default 800)")
+    texture.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
+    texture.add_argument("--seed", type=int, default=0, help="sampling and initialisation seed (default 0)")
     return parser
+
+
+def run_texture_pretrain(args: argparse.Namespace) -> int:
+    from glip.shapes.texture_pretrain import pretrain_checkpoint
+
+    start = time.perf_counter()
+    result = pretrain_checkpoint(args.weights, args.grounding, args.out, val=args.val, words=tuple(args.words),
+                                 steps=args.steps, lr=args.lr, seed=args.seed, progress=True)
+    print(f"{result.num_regions} regions in {result.num_images} pictures name one of {' '.join(args.words)}")
+    if result.held_out_accuracy is not None:
+        print(f"held-out accuracy ({args.val}): {result.held_out_accuracy:.3f}")
+    print(f"{args.steps} steps in {time.perf_counter() - start:.1f} s -> {result.output}")
+    return 0
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -69,9 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:  # --help, or a one-line usage error
         return int(exit_.code or 0)
-    if args.command == "report":
+    if args.command in ("report", "texture-pretrain"):
         try:
-            return run_report(args)
+            return run_report(args) if args.command == "report" else run_texture_pretrain(args)
         except (ValueError, OSError, RuntimeError) as error:
             print(f"glip shapes: error: {error}", file=sys.stderr)
             return EXIT_ERROR

@@ -3,27 +3,31 @@
 Why: trained only through the grounding loss, the texture skip never learnt fill (solid, striped,
 dotted). The alignment logit is bilinear, <visual, text>, and at the start neither side tells the
 fill words apart, so the gradient that would separate them is small and its sign noisy: a saddle.
-Taught directly, the same filters learn fill in a few hundred steps. This tool does that with the
-grounding data alone: every phrase naming exactly one of ``--words`` ("a small striped heart") is a
+Taught directly, the same filters learn fill in a few hundred steps. This step does that with the
+grounding data alone: every phrase naming exactly one of the words ("a small striped heart") is a
 region labelled with that word; a linear classifier reads the texture responses averaged over each
 cell of the central part of the region (P3 and P4 cells, as the head pools them) and the filters
 learn through it. The backbone stays fixed. The classifier is thrown away; the filters are written
 back into the checkpoint and the skip's projection is zeroed, so the model computes exactly what it
 did before the texture skip existed, and the grounding training that follows binds the responses to
-the words (configs/glip-nano-shapes-fill.yaml).
+the words (configs/glip-nano-stage5-fill.yaml). It sits between stages 4 and 5 of the shipped
+glip-nano::
 
-    python tools/texture_pretrain.py --weights runs/glip-nano-stage4.safetensors \
+    glip shapes texture-pretrain --weights runs/glip-nano-stage4/model.safetensors \
         --grounding data/shapes/attributes-train data/shapes/ground-train \
-        --val data/shapes-val/attributes --out runs/glip-nano-stage4-textures.safetensors
+        --val data/shapes-val/attributes --steps 1000 --out runs/glip-nano-stage4-textures.safetensors
+
+Example:
+    >>> result = pretrain_checkpoint("stage4.safetensors", ["data/shapes/attributes-train"],
+    ...                              "textures.safetensors", steps=1000)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
+import os
 import random
-import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -35,9 +39,10 @@ from tqdm import tqdm
 from glip.checkpoint import load_glip, save_glip
 from glip.images import load_image, prepare_images
 from glip.modeling.glip import GLIP
+from glip.shapes.vocabulary import FILLS
 
-LOGGER = logging.getLogger("texture_pretrain")
-FILL_WORDS = ("solid", "striped", "dotted")
+logger = logging.getLogger(__name__)
+FILL_WORDS = FILLS  # solid, striped, dotted
 POOL_STRIDES = (8, 16)  # the head levels whose cells cover objects of the shapes world (P3, P4)
 CENTRAL = 0.3  # a cell counts when its centre is this far inside the box on every side (fraction)
 
@@ -52,6 +57,8 @@ class Region:
 
 @dataclass
 class LabelledImage:
+    """A picture and its labelled regions."""
+
     path: Path
     regions: list[Region] = field(default_factory=list)
 
@@ -78,6 +85,10 @@ def scene_regions(root: Path, words: tuple[str, ...], attribute: str = "fill") -
     with open(root / "scenes.jsonl", encoding="utf-8") as handle:
         for line in handle:
             scene = json.loads(line)
+            unknown = {o[attribute] for o in scene["objects"]} - set(words)
+            if unknown:
+                raise ValueError(f"{root / 'scenes.jsonl'}: {attribute} {sorted(unknown)} is not among the words "
+                                 f"{list(words)}; pass every {attribute} of the split as a word")
             regions = [Region(tuple(o["bbox"]), words.index(o[attribute])) for o in scene["objects"]]
             images.append(LabelledImage(root / scene["file_name"], regions))
     return images
@@ -171,33 +182,39 @@ def pretrain(model: GLIP, images: list[LabelledImage], num_words: int, steps: in
     return classifier
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--weights", required=True, help="a glip checkpoint whose head has a texture skip")
-    parser.add_argument("--grounding", nargs="+", required=True, type=Path,
-                        help="folders holding grounding.jsonl (the phrases to learn from)")
-    parser.add_argument("--out", required=True, type=Path, help="where to write the checkpoint")
-    parser.add_argument("--val", type=Path, help="a shapes split (scenes.jsonl) to measure accuracy on")
-    parser.add_argument("--words", nargs="+", default=list(FILL_WORDS))
-    parser.add_argument("--steps", type=int, default=800)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    words = tuple(args.words)
-    model = load_glip(args.weights).float().eval()
-    images = [image for root in args.grounding for image in phrase_regions(root, words)]
-    LOGGER.info("%d regions in %d pictures name one of %s", sum(len(i.regions) for i in images), len(images), words)
-    classifier = pretrain(model, images, len(words), args.steps, lr=args.lr, seed=args.seed)
-    if args.val is not None:
-        held_out = scene_regions(args.val, words)
-        LOGGER.info("held-out accuracy (%s, %d pictures): %.3f", args.val, len(held_out),
-                    accuracy(model, classifier, held_out, min_size=320))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_glip(model, args.out)
-    LOGGER.info("wrote %s", args.out)
-    return 0
+@dataclass
+class TexturePretrainResult:
+    """What ``pretrain_checkpoint`` wrote and measured."""
+
+    output: Path  # the checkpoint written (.safetensors, a .json config beside it)
+    num_regions: int  # labelled regions learnt from
+    num_images: int  # pictures holding them
+    held_out_accuracy: float | None  # share of held-out objects whose word is named right (None: no ``val``)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def pretrain_checkpoint(weights: str | os.PathLike, grounding: list[str | os.PathLike], output: str | os.PathLike,
+                        val: str | os.PathLike | None = None, words: tuple[str, ...] = FILL_WORDS,
+                        steps: int = 800, lr: float = 1e-3, seed: int = 0,
+                        progress: bool = False) -> TexturePretrainResult:
+    """Load ``weights``, pretrain its texture filters on the phrases of every ``grounding`` folder
+    (each holding ``grounding.jsonl``), measure them on the shapes split ``val`` if given, and write
+    the model to ``output`` (float32, the skip's projection zeroed)."""
+    if len(words) < 2:
+        raise ValueError(f"texture pretraining needs at least two words to tell apart, got {list(words)}")
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    if Path(output).suffix != ".safetensors":
+        raise ValueError(f"the output is a .safetensors file; got {output}")
+    model = load_glip(weights).float().eval()
+    images = [image for root in grounding for image in phrase_regions(Path(root), words)]
+    num_regions = sum(len(image.regions) for image in images)
+    logger.info("%d regions in %d pictures name one of %s", num_regions, len(images), words)
+    val_images = scene_regions(Path(val), words) if val is not None else None  # read first: fail before training
+    classifier = pretrain(model, images, len(words), steps, lr=lr, seed=seed, progress=progress)
+    held_out = None
+    if val_images is not None:
+        held_out = accuracy(model, classifier, val_images, min_size=320)
+        logger.info("held-out accuracy (%s): %.3f", val, held_out)
+    path = save_glip(model, output, {"source": f"texture pretraining of {Path(weights).name}",
+                                     "steps": str(steps), "seed": str(seed)})
+    return TexturePretrainResult(path, num_regions, len(images), held_out)
