@@ -47,6 +47,64 @@ def test_threshold_and_max_detections(predictor, scene):
     (few,) = predictor.detect(scene, classes=["circle", "square"], threshold=0.0, max_detections=5)
     assert len(few.detections) == 5
     assert [d.score for d in few.detections] == [d.score for d in everything.detections[:5]]
+    (few_pairs,) = predictor.detect(scene, classes=["circle", "square"], threshold=0.0, max_detections=5,
+                                    all_names=True)
+    assert len(few_pairs.detections) == 5
+
+
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy
+    return ix * iy / union if union > 0 else 0.0
+
+
+def test_each_object_once_under_its_best_name(predictor, scene):
+    classes = ["circle", "square", "star"]
+    (pairs,) = predictor.detect(scene, classes=classes, threshold=0.0, all_names=True)
+    (merged,) = predictor.detect(scene, classes=classes, threshold=0.0)
+    # a random model names every region under several classes: the pairs overlap across names
+    assert len(set(d.phrase for d in pairs.detections)) > 1
+    assert len(merged.detections) < len(pairs.detections)
+    pair_set = {(tuple(d.bbox_xyxy), d.phrase, d.score) for d in pairs.detections}
+    assert all((tuple(d.bbox_xyxy), d.phrase, d.score) in pair_set for d in merged.detections)
+    for i, a in enumerate(merged.detections):
+        for b in merged.detections[i + 1:]:
+            if a.phrase != b.phrase:
+                assert _iou(a.bbox_xyxy, b.bbox_xyxy) <= 0.5 + 1e-6
+    # a caption keeps every phrase's boxes: two phrases may name one object
+    (caption_default,) = predictor.detect(scene, caption="a circle and a square", phrases=["circle", "square"],
+                                          threshold=0.0)
+    (caption_pairs,) = predictor.detect(scene, caption="a circle and a square", phrases=["circle", "square"],
+                                        threshold=0.0, all_names=True)
+    assert caption_default.detections == caption_pairs.detections
+
+
+def test_cancelled_between_chunks(predictor, scene):
+    from glip.engine import DetectionCancelled
+
+    names = [f"category number {i} with a longish descriptive name" for i in range(150)]
+    polls = []
+
+    def cancelled() -> bool:
+        polls.append(1)
+        return len(polls) > 2  # the batch check and the first chunk pass, then stop
+
+    with pytest.raises(DetectionCancelled):
+        predictor.detect(scene, classes=names, cancelled=cancelled)
+    assert len(polls) == 3
+    assert len(predictor.build_prompts(classes=names)) > 2  # stopped before the last chunks ran
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"batch_size": 0}, "batch_size must be"),
+    ({"batch_size": 1.5}, "batch_size must be"),
+    ({"max_detections": 0}, "max_detections must be"),
+    ({"max_detections": -5}, "max_detections must be"),
+])
+def test_bad_counts(predictor, scene, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        predictor.detect(scene, classes=["circle"], **kwargs)
 
 
 def test_many_classes_are_chunked_with_image_side_once(predictor, scene, monkeypatch):
@@ -56,7 +114,7 @@ def test_many_classes_are_chunked_with_image_side_once(predictor, scene, monkeyp
     calls = []
     original = predictor.model.encode_images
     monkeypatch.setattr(predictor.model, "encode_images", lambda x: calls.append(1) or original(x))
-    (result,) = predictor.detect([scene], classes=names, threshold=0.0, max_detections=300)
+    (result,) = predictor.detect([scene], classes=names, threshold=0.0, max_detections=300, all_names=True)
     assert len(calls) == 1
     assert len(result.phrases) == 150
     labels = {d.phrase_index for d in result.detections}
@@ -69,8 +127,8 @@ def test_chunk_results_equal_a_single_prompt_run(predictor, scene):
     names = [f"thing {i}" for i in range(120)]
     chunks = predictor.build_prompts(classes=names)
     first = [names[i] for i in range(len(chunks[0].prompt.phrases))]
-    (alone,) = predictor.detect(scene, classes=first, threshold=0.0, max_detections=100000)
-    (merged,) = predictor.detect(scene, classes=names, threshold=0.0, max_detections=100000)
+    (alone,) = predictor.detect(scene, classes=first, threshold=0.0, max_detections=100000, all_names=True)
+    (merged,) = predictor.detect(scene, classes=names, threshold=0.0, max_detections=100000, all_names=True)
     from_first = [(d.phrase_index, d.bbox_xyxy, round(d.score, 6)) for d in merged.detections
                   if d.phrase_index < len(first)]
     expected = [(d.phrase_index, d.bbox_xyxy, round(d.score, 6)) for d in alone.detections]
@@ -104,7 +162,7 @@ def test_inputs_pil_numpy_grayscale(predictor):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(classes=[]), "no classes"),
+    (dict(classes=[]), "no class names"),
     (dict(caption="   "), "caption"),
     (dict(caption="a red circle", phrases=["blue square"]), "blue square"),
     (dict(classes=["a"], caption="b"), "exactly one"),
@@ -134,11 +192,11 @@ def test_cuda_without_cuda_is_a_clear_error(monkeypatch):
 
 
 def test_trimmed_text_padding_gives_the_same_detections(predictor, scene):
-    predictor.trim_text_padding = False
+    predictor.engine.trim_text_padding = False
     try:
         (full,) = predictor.detect(scene, classes=["circle", "square", "star"], threshold=0.0)
     finally:
-        predictor.trim_text_padding = True
+        predictor.engine.trim_text_padding = True
     (trimmed,) = predictor.detect(scene, classes=["circle", "square", "star"], threshold=0.0)
     assert len(full.detections) == len(trimmed.detections)
     for a, b in zip(full.detections, trimmed.detections):

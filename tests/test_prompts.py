@@ -15,7 +15,9 @@ from glip.prompts import (
     Prompt,
     build_caption_prompt,
     build_class_prompt,
+    PromptPiece,
     chunk_class_names,
+    chunk_prompt_pieces,
     clean_name,
     extract_noun_phrases,
     tokenize_prompt,
@@ -230,10 +232,14 @@ def _many_names() -> list[str]:
     return [f"object number {i}" if i % 7 else long_names[i % 3] for i in range(300)]
 
 
+def _indices(chunks) -> list[list[int]]:
+    return [list(range(c.phrase_offset, c.phrase_offset + len(c.prompt.phrases))) for c in chunks]
+
+
 def test_chunking_covers_all_names_in_order() -> None:
     names = _many_names()
     tokenizer = load_tokenizer()
-    chunks = chunk_class_names(names, max_length=256)
+    chunks = _indices(chunk_class_names(names, max_length=256))
     assert len(chunks) > 1
     assert [index for chunk in chunks for index in chunk] == list(range(len(names)))
     for number, chunk in enumerate(chunks):
@@ -248,13 +254,30 @@ def test_chunking_covers_all_names_in_order() -> None:
         assert tokenized.positive_map.shape == (len(chunk), 256)
 
 
+def test_chunks_are_the_class_prompts_tokenized() -> None:
+    names = _many_names()[:40]
+    for chunk in chunk_class_names(names, max_length=64):
+        names_here = names[chunk.phrase_offset:chunk.phrase_offset + len(chunk.prompt.phrases)]
+        assert chunk.prompt == build_class_prompt(names_here)
+        assert chunk.tokens.token_indices == tokenize_prompt(chunk.prompt, 64).token_indices
+        assert chunk.tokens.num_tokens <= 64
+
+
+def test_prompt_pieces_score_only_their_phrase() -> None:
+    pieces = [PromptPiece("fish"), PromptPiece("stingray", suffix=", which is flat and round")]
+    (chunk,) = chunk_prompt_pieces(pieces, max_length=256)
+    assert chunk.prompt.caption == "fish. stingray, which is flat and round."
+    assert chunk.prompt.spans == [[(0, 4)], [(6, 14)]]
+    assert chunk.tokens.token_indices == [[1], [3, 4]]  # "sting", "##ray"
+
+
 def test_more_than_80_phrases_in_one_chunk() -> None:
     names = [f"thing{i}" for i in range(120)]  # "thing" "##N": 3 tokens with the "."
-    chunks = chunk_class_names(names, max_length=1024)
+    chunks = _indices(chunk_class_names(names, max_length=1024))
     assert chunks == [list(range(120))]
     tokenized = tokenize_prompt(build_class_prompt(names), max_length=1024)
     assert len(tokenized.token_indices) == 120 and all(tokenized.token_indices)
-    single = chunk_class_names(["a", "b", "c", "d", "e", "f", "g", "h"] * 12)
+    single = _indices(chunk_class_names(["a", "b", "c", "d", "e", "f", "g", "h"] * 12))
     assert len(single) == 1 and len(single[0]) == 96
 
 
@@ -263,4 +286,4 @@ def test_chunking_errors() -> None:
         chunk_class_names(["cat", "word word word word"], max_length=5)
     with pytest.raises(ValueError, match="no class names"):
         chunk_class_names([])
-    assert chunk_class_names(["person", "rocket", "flag"], max_length=6) == [[0, 1], [2]]
+    assert _indices(chunk_class_names(["person", "rocket", "flag"], max_length=6)) == [[0, 1], [2]]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,15 +20,15 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from glip.adapters import Adapter, AdapterError, AdapterSwitch, load_adapter
 from glip.checkpoint import load_glip, load_official
+from glip.engine import DetectionCancelled, DetectionEngine
 from glip.hub import OFFICIAL_WEIGHTS, resolve_weights
 from glip.images import ImageSource, prepare_images
 from glip.modeling.glip import GLIP
-from glip.modeling.postprocess import Detections, PostProcessor
-from glip.prompts import (Prompt, TokenizedPrompt, build_caption_prompt, build_class_prompt, chunk_class_names,
-                          tokenize_prompt)
+from glip.modeling.postprocess import Detections, one_name_per_object
+from glip.prompts import PromptChunk, build_caption_prompt, chunk_class_names, tokenize_prompt
 from glip.tokenizer import load_tokenizer
-from glip.adapters import Adapter, AdapterError, AdapterSwitch, load_adapter
 
 logger = logging.getLogger(__name__)
 
@@ -58,15 +58,6 @@ class ImageDetections:
         return asdict(self)
 
 
-@dataclass
-class PromptChunk:
-    """A prompt the model can take in one pass, and where its phrases sit in the full phrase list."""
-
-    prompt: Prompt
-    tokens: TokenizedPrompt
-    phrase_offset: int
-
-
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """``None`` = CUDA when available, else CPU. Asking for CUDA without it is an error."""
     if device is None:
@@ -85,9 +76,9 @@ class GLIPPredictor:
         detections are the same up to float rounding, and the fusion layers get much cheaper."""
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
+        self.engine = DetectionEngine(self.model, trim_text_padding)
         self.tokenizer = load_tokenizer()
         self.max_length = model.config.text.max_length
-        self.trim_text_padding = trim_text_padding
         self.adapters: dict[str, Adapter] = {}
         self._switch: AdapterSwitch | None = None  # built on the first adapter (fingerprints the base)
 
@@ -162,14 +153,7 @@ class GLIPPredictor:
         if classes is not None:
             if isinstance(classes, str):
                 raise ValueError("classes must be a list of names, not one string: classes=['person', 'car']")
-            names = list(classes)
-            if not names:
-                raise ValueError("no classes given: pass at least one class name")
-            chunks = []
-            for indices in chunk_class_names(names, self.max_length, self.tokenizer):
-                prompt = build_class_prompt([names[i] for i in indices])
-                chunks.append(PromptChunk(prompt, tokenize_prompt(prompt, self.max_length, self.tokenizer), indices[0]))
-            return chunks
+            return chunk_class_names(list(classes), self.max_length, self.tokenizer)
         if phrases is not None and len(phrases) == 0:
             phrases = None
         prompt = build_caption_prompt(caption, phrases)
@@ -180,22 +164,35 @@ class GLIPPredictor:
     def detect(self, images: Sequence[ImageSource] | ImageSource, classes: Sequence[str] | None = None,
                caption: str | None = None, phrases: Sequence[str | tuple[int, int]] | None = None,
                threshold: float = 0.5, max_detections: int | None = None, batch_size: int = 1,
-               progress: bool = False, adapter: str | None = None) -> list[ImageDetections]:
+               progress: bool = False, adapter: str | None = None, all_names: bool = False,
+               cancelled: Callable[[], bool] | None = None) -> list[ImageDetections]:
         """Detect the prompt's phrases in each image.
 
         Args:
             images: paths, PIL images or HxWx3 RGB arrays (one or a list).
-            classes: class names (detection prompt "a. b. c."); any number, chunked to fit 256 tokens.
+            classes: class names (detection prompt "a. b. c."); any number, chunked to fit the
+                model's token window (256 for the official models, 64 for glip-nano).
             caption: a free caption; ``phrases`` are strings found in it or (start, end) character
                 spans; without phrases, its noun phrases (spaCy, optional) or the whole caption.
             threshold: minimum score of a returned detection.
-            max_detections: per image (default: the model config's, 100).
-            batch_size: images per forward pass.
+            max_detections: per image, at least 1 (default: the model config's, 100).
+            batch_size: images per forward pass, at least 1.
             adapter: the name of a tuned task (`add_adapter`): its prompt and tuned tensors are used;
                 ``classes`` may then be left out.
+            all_names: for a class list (or an adapter's categories), keep every (box, name) pair
+                above the threshold, as the official demo does. The default shows each object once,
+                under its best-scoring name (`glip.modeling.postprocess.one_name_per_object`).
+                Captions always keep every phrase's boxes: two phrases may name one object.
+            cancelled: polled between batches and prompt chunks; when it returns True the call
+                raises `glip.engine.DetectionCancelled` (a server drops an abandoned request so).
         """
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be within [0, 1], got {threshold}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
+        if max_detections is not None and (isinstance(max_detections, bool) or not isinstance(max_detections, int)
+                                           or max_detections < 1):
+            raise ValueError(f"max_detections must be a whole number of at least 1, got {max_detections!r}")
         single = not isinstance(images, (list, tuple))
         sources = [images] if single else list(images)
         if not sources:
@@ -203,46 +200,31 @@ class GLIPPredictor:
         chunks = self.build_prompts(classes, caption, phrases, adapter)
         all_phrases = [p for chunk in chunks for p in chunk.prompt.phrases]
         caption_text = chunks[0].prompt.caption if len(chunks) == 1 else " ".join(c.prompt.caption for c in chunks)
-        postprocess = PostProcessor(self.model.config.postprocess)
-        if max_detections is not None:
-            postprocess.config = type(postprocess.config)(**{**asdict(postprocess.config),
-                                                            "detections_per_image": max_detections})
+        merge_names = caption is None and not all_names
         results = []
         starts = range(0, len(sources), batch_size)
         for start in tqdm(starts, desc="detect", unit="batch", disable=not progress):
+            if cancelled is not None and cancelled():
+                raise DetectionCancelled("detection cancelled")
             batch_sources = sources[start:start + batch_size]
             batch = prepare_images(batch_sources, self.model.config.input).to(self.device)
             with self.adapter_applied(adapter):
-                per_image = self._detect_batch(batch, chunks, postprocess)
-            for offset, detections in enumerate(per_image):
-                source = batch_sources[offset]
-                h0, w0 = batch.original_sizes[offset]
+                # merging names frees places under the cap: cap after it, at most as wide as asked
+                engine_cap = None if merge_names and max_detections is not None else max_detections
+                per_image = self.engine.detect(batch, chunks, engine_cap, cancelled=cancelled)
+            for source, (h0, w0), detections in zip(batch_sources, batch.original_sizes, per_image):
                 kept = detections.select(detections.scores >= threshold)
+                if merge_names:
+                    kept = one_name_per_object(kept)
+                    kept = kept.select(torch.arange(min(len(kept), max_detections or len(kept))))
                 results.append(ImageDetections(
                     image=os.fspath(source) if isinstance(source, (str, os.PathLike)) else None,
                     width=w0, height=h0, caption=caption_text, phrases=all_phrases,
-                    detections=[
-                        Detection([round(float(v), 2) for v in box], float(score), all_phrases[int(label)], int(label))
-                        for box, score, label in zip(kept.boxes.tolist(), kept.scores.tolist(), kept.labels.tolist())
-                    ],
-                ))
+                    detections=_to_detections(kept, all_phrases)))
         return results
 
-    def _detect_batch(self, batch, chunks: list[PromptChunk], postprocess: PostProcessor) -> list[Detections]:
-        """Image side once per batch, then the head once per prompt chunk; candidates of all chunks
-        are merged before one class-aware NMS and the per-image cap."""
-        image_features = self.model.encode_images(batch.tensor)
-        candidates: list[list[Detections]] = [[] for _ in batch.image_sizes]
-        for chunk in chunks:
-            length = chunk.tokens.num_tokens if self.trim_text_padding else self.max_length
-            ids = chunk.tokens.input_ids[None, :length].to(self.device)
-            mask = chunk.tokens.attention_mask[None, :length].to(self.device)
-            output = self.model(batch.tensor, ids, mask, image_features=image_features)
-            for index, size in enumerate(batch.image_sizes):
-                candidates[index].append(postprocess.candidates(
-                    output.head, output.anchors, chunk.tokens.token_indices, index, size, chunk.phrase_offset))
-        results = []
-        for index, parts in enumerate(candidates):
-            selected = postprocess.select(Detections.cat(parts))
-            results.append(selected.rescaled(batch.image_sizes[index], batch.original_sizes[index]).sorted())
-        return results
+
+def _to_detections(detections: Detections, phrases: list[str]) -> list[Detection]:
+    return [Detection([round(float(v), 2) for v in box], float(score), phrases[int(label)], int(label))
+            for box, score, label in zip(detections.boxes.tolist(), detections.scores.tolist(),
+                                         detections.labels.tolist())]

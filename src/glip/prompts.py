@@ -106,16 +106,7 @@ def build_class_prompt(names: Sequence[str]) -> Prompt:
         >>> build_class_prompt(["person", "rocket"]).spans
         [[(0, 6)], [(8, 14)]]
     """
-    cleaned = _clean_names(names)
-    caption = ""
-    spans: list[list[Span]] = []
-    for index, text in enumerate(cleaned):
-        if index > 0:
-            caption += ". "
-        spans.append([(len(caption), len(caption) + len(text))])
-        caption += text
-    caption += "."
-    return Prompt(caption=caption, phrases=cleaned, spans=spans)
+    return build_piece_prompt([PromptPiece(text) for text in _clean_names(names)])
 
 
 def _find_phrase(caption: str, phrase: str, start: int) -> Span:
@@ -357,53 +348,117 @@ def tokenize_prompt(
     )
 
 
+SPECIAL_TOKENS = 2  # [CLS] and [SEP]: every prompt pays for them once
+
+
+def count_prompt_tokens(text: str, tokenizer: PreTrainedTokenizerBase, special_tokens: bool = True) -> int:
+    """WordPiece tokens of ``text``, with ``[CLS]`` and ``[SEP]`` unless ``special_tokens=False``."""
+    return len(tokenizer(text, add_special_tokens=special_tokens)["input_ids"])
+
+
+@dataclass(frozen=True)
+class PromptPiece:
+    """One category of a detection prompt: ``prefix + phrase + suffix``, scored on ``phrase`` only.
+
+    A plain class name is a piece with no prefix or suffix; a prompt-engineered category is e.g.
+    ``PromptPiece("", "stingray", ", which is flat and round")``.
+    """
+
+    phrase: str
+    prefix: str = ""
+    suffix: str = ""
+
+    @property
+    def text(self) -> str:
+        return f"{self.prefix}{self.phrase}{self.suffix}"
+
+
+def build_piece_prompt(pieces: Sequence[PromptPiece]) -> Prompt:
+    """The caption ``"text1. text2. ... textN."`` with the span of each piece's phrase.
+
+    With plain pieces this is exactly :func:`build_class_prompt`.
+    """
+    caption = ""
+    spans: list[list[Span]] = []
+    for index, piece in enumerate(pieces):
+        if index > 0:
+            caption += ". "
+        start = len(caption) + len(piece.prefix)
+        spans.append([(start, start + len(piece.phrase))])
+        caption += piece.text
+    caption += "."
+    return Prompt(caption=caption, phrases=[piece.phrase for piece in pieces], spans=spans)
+
+
+@dataclass
+class PromptChunk:
+    """A prompt the model can take in one pass, and where its phrases sit in the full phrase list
+    (``phrase_offset``: the label of its first phrase among all chunks' phrases)."""
+
+    prompt: Prompt
+    tokens: TokenizedPrompt
+    phrase_offset: int
+
+
+def chunk_prompt_pieces(
+    pieces: Sequence[PromptPiece],
+    max_length: int = 256,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+) -> list[PromptChunk]:
+    """Pack pieces, in order, into tokenized prompts that each fit ``max_length`` tokens.
+
+    The one chunker of the project (class lists at inference, dataset categories in evaluation).
+    Each piece costs its WordPiece tokens plus one for the ``"."`` after it; a chunk also pays
+    :data:`SPECIAL_TOKENS`. Should a chunk's real caption tokenize longer than counted, pieces are
+    moved from its end to the next chunk until it fits.
+
+    Raises:
+        ValueError: no pieces, or a piece that alone does not fit the window (the one overflow
+            rule: nothing is ever truncated or dropped).
+
+    Example:
+        >>> [c.prompt.phrases for c in chunk_prompt_pieces(
+        ...     [PromptPiece("person"), PromptPiece("rocket"), PromptPiece("flag")], max_length=6)]
+        [['person', 'rocket'], ['flag']]
+    """
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer()
+    pieces = list(pieces)
+    if not pieces:
+        raise ValueError("no class names given: pass at least one name, e.g. ['person', 'dog']")
+    texts = [piece.text for piece in pieces]
+    costs = [len(ids) + 1 for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]  # text + "."
+    for piece, cost in zip(pieces, costs):
+        if SPECIAL_TOKENS + cost > max_length:
+            raise ValueError(
+                f"the prompt of {piece.text!r} alone is {SPECIAL_TOKENS + cost} tokens, more than the "
+                f"model's window of {max_length}: shorten it"
+            )
+    chunks: list[PromptChunk] = []
+    start = 0
+    while start < len(pieces):
+        end, used = start, SPECIAL_TOKENS
+        while end < len(pieces) and used + costs[end] <= max_length:
+            used += costs[end]
+            end += 1
+        prompt = build_piece_prompt(pieces[start:end])
+        while end - start > 1 and count_prompt_tokens(prompt.caption, tokenizer) > max_length:
+            end -= 1
+            prompt = build_piece_prompt(pieces[start:end])
+        chunks.append(PromptChunk(prompt, tokenize_prompt(prompt, max_length, tokenizer), start))
+        start = end
+    return chunks
+
+
 def chunk_class_names(
     names: Sequence[str],
     max_length: int = 256,
     tokenizer: PreTrainedTokenizerBase | None = None,
-) -> list[list[int]]:
-    """Pack class names, in order, into chunks whose class prompt fits ``max_length`` tokens.
-
-    Each name costs its WordPiece tokens plus one for the ``"."`` after it; a chunk also pays for
-    ``[CLS]`` and ``[SEP]``. Every chunk is checked by tokenizing its real caption.
-
-    Args:
-        names: class names (cleaned with :func:`clean_name` as in :func:`build_class_prompt`).
-        max_length: the language model's window.
-        tokenizer: defaults to :func:`glip.tokenizer.load_tokenizer`.
-
-    Returns:
-        for each chunk, the indices into ``names`` it holds; every index appears once, in order.
+) -> list[PromptChunk]:
+    """Class names (cleaned with :func:`clean_name`) packed into prompt chunks by
+    :func:`chunk_prompt_pieces`.
 
     Example:
-        >>> chunk_class_names(["person", "rocket", "flag"], max_length=6)
-        [[0, 1], [2]]
+        >>> [c.phrase_offset for c in chunk_class_names(["person", "rocket", "flag"], max_length=6)]
+        [0, 2]
     """
-    tokenizer = tokenizer if tokenizer is not None else load_tokenizer()
-    cleaned = _clean_names(names)
-    specials = 2  # [CLS] and [SEP]
-    chunks: list[list[int]] = []
-    current: list[int] = []
-    used = specials
-    for index, text in enumerate(cleaned):
-        cost = len(tokenizer(text, add_special_tokens=False)["input_ids"]) + 1  # name + "."
-        if specials + cost > max_length:
-            raise ValueError(
-                f"class name {names[index]!r} alone is {specials + cost} tokens as a prompt, more "
-                f"than the window of {max_length}: shorten it"
-            )
-        if used + cost > max_length:
-            chunks.append(current)
-            current, used = [], specials
-        current.append(index)
-        used += cost
-    chunks.append(current)
-    for chunk in chunks:
-        caption = build_class_prompt([names[i] for i in chunk]).caption
-        length = len(tokenizer(caption)["input_ids"])
-        if length > max_length:
-            raise RuntimeError(
-                f"internal error: chunk {chunk} is {length} tokens, more than {max_length}, although "
-                "its names were counted to fit; please report it with the class names"
-            )
-    return chunks
+    return chunk_prompt_pieces([PromptPiece(text) for text in _clean_names(names)], max_length, tokenizer)

@@ -1,10 +1,11 @@
 """Running a model over an evaluation dataset: batched, sharded over processes, with a progress bar.
 
-Detection: the categories' prompt is split into chunks (`glip.evaluation.prompts`); per batch of
-images the image side (Swin + FPN) runs once and each chunk runs only the text side and the fused
-head; candidates of all chunks go through one class-aware NMS and the per-image cap
-(`GLIPPredictor._detect_batch`). ``reuse_image_features=False`` re-runs the whole model per chunk,
-as the official LVIS evaluation does; the detections are the same, only slower.
+Both run the detection engine (`glip.engine.DetectionEngine`) and keep every (box, name) pair the
+AP protocols need. Detection: the categories' prompt is split into chunks (`glip.evaluation.prompts`);
+per batch of images the image side (Swin + FPN) runs once and each chunk runs only the text side and
+the fused head; candidates of all chunks go through one class-aware NMS and the per-image cap.
+``reuse_image_features=False`` re-runs the whole model per chunk, as the official LVIS evaluation
+does; the detections are the same, only slower.
 
 Grounding: each record has its own caption, so a batch stacks one prompt per image.
 
@@ -16,7 +17,6 @@ since its boxes would be scaled wrongly.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -34,10 +34,9 @@ from glip.evaluation.distributed import DistributedContext
 from glip.evaluation.grounding_data import GroundingDataset, GroundingRecord
 from glip.evaluation.predictions import xyxy_to_detection_bbox, xyxy_to_grounding_bbox
 from glip.evaluation.prompts import build_category_chunks
-from glip.images import ImageBatch, load_image, prepare_images
-from glip.modeling.postprocess import Detections, PostProcessor
-from glip.predictor import GLIPPredictor, PromptChunk
-from glip.prompts import Prompt, tokenize_prompt
+from glip.images import load_image, prepare_images
+from glip.predictor import GLIPPredictor
+from glip.prompts import Prompt, PromptChunk, tokenize_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -59,26 +58,6 @@ def _load_eval_image(path: Path, width: int | None, height: int | None) -> tuple
         if stored.size == (width, height):
             return np.asarray(load_image(np.asarray(stored.convert("RGB")))), None
     return np.asarray(image), f"{path.name} is {image.width}x{image.height}, recorded {width}x{height}"
-
-
-def _postprocessor(predictor: GLIPPredictor, max_detections: int) -> PostProcessor:
-    config = dataclasses.replace(predictor.model.config.postprocess, detections_per_image=max_detections)
-    return PostProcessor(config)
-
-
-def detect_rerunning_model(predictor: GLIPPredictor, batch: ImageBatch, chunks: list[PromptChunk],
-                           postprocess: PostProcessor) -> list[Detections]:
-    """Like `GLIPPredictor._detect_batch`, but the whole model (image side included) runs per chunk."""
-    candidates: list[list[Detections]] = [[] for _ in batch.image_sizes]
-    for chunk in chunks:
-        ids = chunk.tokens.input_ids[None].to(predictor.device)
-        mask = chunk.tokens.attention_mask[None].to(predictor.device)
-        output = predictor.model(batch.tensor, ids, mask)
-        for index, size in enumerate(batch.image_sizes):
-            candidates[index].append(postprocess.candidates(
-                output.head, output.anchors, chunk.tokens.token_indices, index, size, chunk.phrase_offset))
-    return [postprocess.select(Detections.cat(parts)).rescaled(batch.image_sizes[i], batch.original_sizes[i]).sorted()
-            for i, parts in enumerate(candidates)]
 
 
 def _run_sharded(items: Sequence, batch_size: int, context: DistributedContext, progress: bool, desc: str,
@@ -144,15 +123,13 @@ def predict_detections(predictor: GLIPPredictor, dataset: DetectionDataset, imag
         raise EvaluationError(f"{dataset.source}: no images to run the model on")
     chunks = build_category_chunks([c.prompt for c in dataset.categories], predictor.tokenizer, predictor.max_length)
     category_ids = dataset.category_ids
-    postprocess = _postprocessor(predictor, max_detections)
-    detect = predictor._detect_batch if reuse_image_features else (
-        lambda batch, chunks_, post: detect_rerunning_model(predictor, batch, chunks_, post))
 
     def run_batch(batch_images: list[ImageInfo]) -> tuple[list[dict], list[str]]:
         loaded = [_load_eval_image(dataset.image_path(i), i.width, i.height) for i in batch_images]
         batch = prepare_images([pixels for pixels, _ in loaded], predictor.model.config.input).to(predictor.device)
         predictions = []
-        for image, detections in zip(batch_images, detect(batch, chunks, postprocess)):
+        per_image = predictor.engine.detect(batch, chunks, max_detections, image_side_once=reuse_image_features)
+        for image, detections in zip(batch_images, per_image):
             for box, score, label in zip(detections.boxes.tolist(), detections.scores.tolist(),
                                          detections.labels.tolist()):
                 predictions.append({"image_id": image.id, "category_id": category_ids[int(label)],
@@ -166,10 +143,10 @@ def predict_detections(predictor: GLIPPredictor, dataset: DetectionDataset, imag
     return InferenceOutput(predictions, timing)
 
 
-def _record_tokens(predictor: GLIPPredictor, record: GroundingRecord, source: str):
+def _record_chunk(predictor: GLIPPredictor, record: GroundingRecord, source: str) -> PromptChunk:
     prompt = Prompt(record.caption, [record.phrase_text(i) for i in range(record.num_phrases)], record.phrase_spans)
     try:
-        return tokenize_prompt(prompt, predictor.max_length, predictor.tokenizer)
+        return PromptChunk(prompt, tokenize_prompt(prompt, predictor.max_length, predictor.tokenizer), 0)
     except ValueError as error:
         raise EvaluationError(f"{source}: record {record.id!r}: {error}") from None
 
@@ -184,21 +161,13 @@ def predict_grounding(predictor: GLIPPredictor, dataset: GroundingDataset,
     records = [r for r in (dataset.records if records is None else records) if r.num_phrases > 0]
     if not records:
         raise EvaluationError(f"{dataset.source}: no record with phrases to run the model on")
-    postprocess = _postprocessor(predictor, max_detections)
-    model = predictor.model
 
     def run_batch(batch_records: list[GroundingRecord]) -> tuple[list[dict], list[str]]:
-        tokens = [_record_tokens(predictor, r, dataset.source) for r in batch_records]
+        chunks = [[_record_chunk(predictor, r, dataset.source)] for r in batch_records]
         loaded = [_load_eval_image(dataset.image_path(r), r.width, r.height) for r in batch_records]
-        batch = prepare_images([pixels for pixels, _ in loaded], model.config.input).to(predictor.device)
-        ids = torch.stack([t.input_ids for t in tokens]).to(predictor.device)  # [B, L]
-        mask = torch.stack([t.attention_mask for t in tokens]).to(predictor.device)  # [B, L]
-        output = model(batch.tensor, ids, mask)
+        batch = prepare_images([pixels for pixels, _ in loaded], predictor.model.config.input).to(predictor.device)
         predictions = []
-        for index, (record, record_tokens) in enumerate(zip(batch_records, tokens)):
-            size = batch.image_sizes[index]
-            candidates = postprocess.candidates(output.head, output.anchors, record_tokens.token_indices, index, size)
-            detections = postprocess.select(candidates).rescaled(size, batch.original_sizes[index]).sorted()
+        for record, detections in zip(batch_records, predictor.engine.detect(batch, chunks, max_detections)):
             for box, score, label in zip(detections.boxes.tolist(), detections.scores.tolist(),
                                          detections.labels.tolist()):
                 predictions.append({"image_id": record.id, "phrase_index": int(label),
