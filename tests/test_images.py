@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -20,14 +19,7 @@ from glip.images import (
     preprocess,
     resized_size,
 )
-
-
-def reference_dir() -> Path:
-    """Golden data folder: ``$GLIP_REFERENCE_DIR`` or ``<repo root>/../shared/reference``."""
-    configured = os.environ.get("GLIP_REFERENCE_DIR")
-    if configured:
-        return Path(configured)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+from support import require_reference
 
 
 # (model folder, resized (h, w), padded shape of the network input)
@@ -42,11 +34,8 @@ REFERENCE_CASES = [
 def test_network_input_matches_official(
     model: str, resized: tuple[int, int], padded: tuple[int, ...]
 ) -> None:
-    case = reference_dir() / model / "case_a"
-    if not (case / "inference.npz").is_file():
-        pytest.skip(f"reference data {case} absent; set GLIP_REFERENCE_DIR to the reference folder")
-    reference = np.load(case / "inference.npz")
-    image = load_image(case / "image.png")
+    reference = np.load(require_reference(model, "case_a", "inference.npz"))
+    image = load_image(require_reference(model, "case_a", "image.png"))
     tensor = preprocess(image, PreprocessConfig())
     assert tuple(tensor.shape[1:]) == resized
     batch = batch_images([tensor], [(image.height, image.width)], size_divisibility=32)
@@ -260,3 +249,62 @@ def test_prepare_images_end_to_end() -> None:
     assert batch.image_sizes == [(800, 1202), (800, 800)]
     assert batch.original_sizes == [(300, 451), (512, 512)]
     assert batch.tensor.dtype == torch.float32
+
+
+# ---------------------------------------------------------------- pixel limit
+
+
+def _png_claiming_size(path: Path, width: int, height: int) -> Path:
+    """A small PNG whose header claims ``width`` x ``height`` (its pixel data does not match)."""
+    import struct
+    import zlib
+
+    Image.new("RGB", (8, 8)).save(path)
+    data = bytearray(path.read_bytes())
+    header = b"IHDR" + struct.pack(">II", width, height) + bytes(data[24:29])  # PNG header chunk
+    data[12:29] = header
+    data[29:33] = struct.pack(">I", zlib.crc32(header))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_pixel_limit_is_read_from_the_header_and_names_the_file(tmp_path: Path) -> None:
+    from glip.images import DEFAULT_MAX_MEGAPIXELS
+
+    huge = _png_claiming_size(tmp_path / "huge.png", 12_000, 12_000)  # 144 megapixels, 100-odd bytes
+    with pytest.raises(ImageError, match=r"12000x12000 is 144\.0 megapixels, over the limit of 25") as info:
+        load_image(huge, max_pixels=DEFAULT_MAX_MEGAPIXELS * 1_000_000)
+    assert str(huge) in str(info.value)
+    small = tmp_path / "small.png"
+    Image.new("RGB", (100, 60)).save(small)
+    with pytest.raises(ImageError, match=r"small\.png: 100x60 is 0\.0 megapixels, over the limit of 0\.005"):
+        load_image(small, max_pixels=5_000)
+    with pytest.raises(ImageError, match="over the limit"):
+        load_image(Image.new("RGB", (100, 60)), max_pixels=5_000)
+    with pytest.raises(ImageError, match=r"image #0 \(.*small\.png\): 100x60"):
+        prepare_images([small], max_pixels=5_000)
+    assert load_image(small, max_pixels=6_000).size == (100, 60)
+
+
+def test_no_pil_decompression_bomb_warning(tmp_path: Path) -> None:
+    import warnings
+
+    over_warning = _png_claiming_size(tmp_path / "big.png", 12_000, 12_000)  # PIL warns above ~89 MP
+    over_error = _png_claiming_size(tmp_path / "bomb.png", 20_000, 20_000)  # PIL refuses above ~179 MP
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ImageError, match=r"big\.png: not an image or corrupt"):
+            load_image(over_warning)  # no limit of ours: PIL decodes, and finds no such pixel data
+        with pytest.raises(ImageError, match=r"bomb\.png: over PIL's decompression-bomb limit"):
+            load_image(over_error)
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
+
+
+def test_loading_images_does_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; import numpy as np; from glip.images import load_image; "
+            "load_image(np.zeros((4, 4, 3), dtype=np.uint8)); print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

@@ -14,6 +14,9 @@ The official demo receives a BGR array (``cv2.imread``) and never swaps channels
 loaded as RGB and reversed to BGR after resizing, which gives identical values because the bilinear
 resize treats every channel independently.
 
+Loading a picture needs PIL and numpy only; torch is imported by the functions that make tensors,
+so that the command line can check its inputs (and refuse them) before loading the model stack.
+
 Example:
     >>> batch = prepare_images(["cat.jpg"], PreprocessConfig())  # doctest: +SKIP
     >>> batch.tensor.shape  # doctest: +SKIP
@@ -25,13 +28,16 @@ from __future__ import annotations
 import logging
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence, Union
+from typing import TYPE_CHECKING, Sequence, Union
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -120,8 +126,20 @@ def _describe(source: object, name: str | None) -> str:
     return f"<{type(source).__name__}>"
 
 
-def _open_path(path: Path, label: str) -> Image.Image:
-    """Open and fully decode an image file, turning every failure into a one-line ImageError."""
+def _check_pixels(size: tuple[int, int], max_pixels: int | None, label: str) -> None:
+    """Refuse a picture of more than ``max_pixels`` pixels (None: no limit of ours)."""
+    width, height = size
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageError(
+            f"{label}: {width}x{height} is {width * height / 1e6:.1f} megapixels, over the limit of "
+            f"{max_pixels / 1e6:g}; downscale the image or raise the limit "
+            "(--max-megapixels on the command line, max_pixels= in Python)"
+        )
+
+
+def _open_path(path: Path, label: str, max_pixels: int | None) -> Image.Image:
+    """Open an image file, check its size from the header, then decode it fully; every failure
+    becomes a one-line ImageError."""
     if not path.exists():
         raise ImageError(f"{label}: file does not exist; check the path")
     if path.is_dir():
@@ -129,7 +147,12 @@ def _open_path(path: Path, label: str) -> Image.Image:
     if path.stat().st_size == 0:
         raise ImageError(f"{label}: empty file (0 bytes); re-download or re-export the image")
     try:
-        image = Image.open(path)
+        image = Image.open(path)  # reads the header only
+    except Image.DecompressionBombError as exc:
+        raise ImageError(
+            f"{label}: over PIL's decompression-bomb limit of {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} "
+            "megapixels; downscale the image"
+        ) from exc
     except UnidentifiedImageError as exc:
         raise ImageError(
             f"{label}: not an image or corrupt (PIL cannot identify the format)"
@@ -137,9 +160,12 @@ def _open_path(path: Path, label: str) -> Image.Image:
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{label}: not an image or corrupt ({exc})") from exc
     try:
+        _check_pixels(image.size, max_pixels, label)
         image.load()  # decode now so that truncated files fail here, not deep in preprocessing
     except (OSError, SyntaxError, ValueError) as exc:
-        image.close()  # a failed decode leaves the file handle open
+        image.close()  # a refused or failed decode leaves the file handle open
+        if isinstance(exc, ImageError):
+            raise
         raise ImageError(f"{label}: not an image or corrupt ({exc})") from exc
     return image
 
@@ -211,10 +237,13 @@ def _array_to_image(array: np.ndarray, label: str) -> Image.Image:
     return Image.fromarray(array, mode="RGB")
 
 
-def load_image(source: ImageSource, name: str | None = None) -> Image.Image:
+def load_image(source: ImageSource, name: str | None = None, max_pixels: int | None = None) -> Image.Image:
     """Load a picture from a path, a PIL image or a numpy array as a fully decoded RGB PIL image.
 
-    Files are decoded completely (truncated files fail here) and their EXIF orientation is applied,
+    A file's (or an unloaded PIL image's) width x height is checked against ``max_pixels`` from its
+    header, before decoding; PIL's own decompression-bomb warning is never shown (above twice its
+    ``MAX_IMAGE_PIXELS``, about 179 megapixels, PIL refuses to open a file, which becomes an
+    ImageError too). Files are decoded completely (truncated files fail here) and their EXIF orientation is applied,
     so the returned size is the displayed size. Grayscale, palette, 1-bit and 16-bit images become
     RGB (16-bit samples keep their high byte). Alpha is composited on a white background: a
     documented choice; the official demo reads files with ``cv2.imread``, which drops alpha, so the
@@ -224,13 +253,15 @@ def load_image(source: ImageSource, name: str | None = None) -> Image.Image:
     Args:
         source: path, PIL image, or array of shape HxW, HxWx3 or HxWx4.
         name: label for error messages (e.g. ``"image #2"``); defaults to the path or the type.
+        max_pixels: largest width x height accepted; None = no limit of ours. The command line and
+            the server use ``DEFAULT_MAX_MEGAPIXELS`` (25 million) unless told otherwise.
 
     Returns:
         A PIL image in mode "RGB".
 
     Raises:
-        ImageError: the input is missing, empty, not an image, corrupt, of zero size, or an array of
-            unsupported shape/dtype. The message names the input.
+        ImageError: the input is missing, empty, not an image, corrupt, of zero size, over
+            ``max_pixels``, or an array of unsupported shape/dtype. The message names the input.
 
     Example:
         >>> load_image(np.zeros((4, 6), dtype=np.uint8)).size
@@ -239,10 +270,19 @@ def load_image(source: ImageSource, name: str | None = None) -> Image.Image:
     label = _describe(source, name)
     if isinstance(source, np.ndarray):
         return _array_to_image(source, label)
+    with warnings.catch_warnings():
+        # The size is checked here (max_pixels); PIL's DecompressionBombWarning would only repeat it.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return _load_pil(source, label, max_pixels)
+
+
+def _load_pil(source: ImageSource, label: str, max_pixels: int | None) -> Image.Image:
+    """`load_image` for paths and PIL images: open, check the size, decode, orient, convert."""
     if isinstance(source, (str, os.PathLike)):
-        image = _open_path(Path(source).expanduser(), label)
+        image = _open_path(Path(source).expanduser(), label, max_pixels)
     elif isinstance(source, Image.Image):
         image = source
+        _check_pixels(image.size, max_pixels, label)
         try:
             image.load()
         except (OSError, SyntaxError, ValueError) as exc:
@@ -306,6 +346,8 @@ def preprocess(image: Image.Image, config: PreprocessConfig | None = None) -> to
         >>> preprocess(Image.new("RGB", (512, 512))).shape
         torch.Size([3, 800, 800])
     """
+    import torch
+
     config = config or PreprocessConfig()
     if not isinstance(image, Image.Image) or image.mode != "RGB":
         got = f"mode {image.mode!r}" if isinstance(image, Image.Image) else type(image).__name__
@@ -366,13 +408,15 @@ def batch_images(
 
 
 def prepare_images(
-    sources: Sequence[ImageSource] | ImageSource, config: PreprocessConfig | None = None
+    sources: Sequence[ImageSource] | ImageSource, config: PreprocessConfig | None = None,
+    max_pixels: int | None = None,
 ) -> ImageBatch:
     """Load, preprocess and batch pictures: the whole input side of the model in one call.
 
     Args:
         sources: a list of paths / PIL images / arrays (a single one is accepted too).
         config: preprocessing settings; defaults to `PreprocessConfig()`.
+        max_pixels: largest width x height of a file accepted (see `load_image`); None = no limit.
 
     Returns:
         An `ImageBatch` ready for the model.
@@ -391,7 +435,7 @@ def prepare_images(
         label = f"image #{index}"
         if isinstance(source, (str, os.PathLike)):
             label = f"{label} ({os.fspath(source)})"
-        image = load_image(source, name=label)
+        image = load_image(source, name=label, max_pixels=max_pixels)
         original_sizes.append((image.height, image.width))
         tensors.append(preprocess(image, config))
     logger.debug("prepared %d image(s), resized (h, w): %s", len(tensors),
