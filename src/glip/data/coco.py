@@ -29,7 +29,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,17 +37,11 @@ import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 from glip.data.base import GroundingDatasetBase
+from glip.data.coco_json import CocoFile, read_coco, read_json_file, xywh_to_xyxy
 from glip.data.sample import STREAM_PROMPT, GroundingSample, derive_rng
 from glip.data.transforms import Transform
-from glip.data.validation import (
-    DataError,
-    RecordErrors,
-    check_box,
-    check_image_file,
-    check_image_size,
-    read_image_size,
-)
-from glip.prompts import Prompt, build_class_prompt, clean_name
+from glip.data.validation import DataError, RecordErrors, check_box, check_image_file, read_image_size
+from glip.prompts import Prompt, build_class_prompt
 from glip.tokenizer import load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -67,59 +60,6 @@ class _CocoImage:
     boxes: np.ndarray  # [N, 4] float32 xyxy, clipped to the image
     categories: np.ndarray  # [N] int64 index into CocoDetectionDataset.category_names
     source: str
-
-
-def load_json(path: Path) -> object:
-    """Read a JSON file; a missing or invalid file is a `DataError` naming it."""
-    if not path.is_file():
-        raise DataError(f"annotation file {str(path)!r} does not exist", "missing file")
-    try:
-        with path.open(encoding="utf-8") as handle:
-            return json.load(handle)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})", "invalid JSON") from exc
-
-
-def xywh_to_xyxy(bbox: object) -> list[float]:
-    """COCO ``[x, y, w, h]`` -> ``[x1, y1, x2, y2]`` (continuous pixels: ``x2 = x + w``)."""
-    if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
-        raise DataError(f"bbox {bbox!r} is not [x, y, width, height]", "bad box")
-    try:
-        x, y, w, h = (float(v) for v in bbox)
-    except (TypeError, ValueError):
-        raise DataError(f"bbox {bbox!r} is not four numbers", "bad box") from None
-    return [x, y, x + w, y + h]
-
-
-def _image_id(record: object) -> int | str | None:
-    """The ``id`` of an image record when it is a usable key (int or str), else ``None``."""
-    key = record.get("id") if isinstance(record, dict) else None
-    return key if isinstance(key, (int, str)) else None
-
-
-def group_annotations(
-    annotations: list, images: list, file: Path, errors: RecordErrors
-) -> dict[int | str, list[tuple[str, dict]]]:
-    """Annotations by image id, each with its source ``file#annotation id``; an annotation of an
-    unknown image is reported (it cannot be attached to any image)."""
-    image_ids = {_image_id(record) for record in images} - {None}
-    by_image: dict[int | str, list[tuple[str, dict]]] = {}
-    for position, ann in enumerate(annotations):
-        ann_id = ann.get("id", f"at position {position}") if isinstance(ann, dict) else f"at position {position}"
-        source = f"{file}#annotation {ann_id}"
-        image_id = ann.get("image_id") if isinstance(ann, dict) else None
-        if not isinstance(image_id, (int, str)) or image_id not in image_ids:
-            errors.reject(source, DataError(f"refers to unknown image id {image_id!r}", "unknown image"))
-            continue
-        by_image.setdefault(image_id, []).append((source, ann))
-    return by_image
-
-
-def image_size(record: dict, path: Path) -> tuple[int, int]:
-    """``(width, height)`` from an image record, else from the file's header."""
-    if record.get("width") is not None or record.get("height") is not None:
-        return check_image_size(record.get("width"), record.get("height"))
-    return read_image_size(path)
 
 
 class CocoDetectionDataset(GroundingDatasetBase):
@@ -168,17 +108,13 @@ class CocoDetectionDataset(GroundingDatasetBase):
         self.max_prompt_categories = int(max_prompt_categories)
         self.max_prompt_tokens = max_prompt_tokens
         self.errors = RecordErrors(on_error, self.annotation_file)
-        data = load_json(self.annotation_file)
-        sections = ("images", "annotations", "categories")
-        if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in sections):
-            raise DataError(
-                f"{self.annotation_file}: not COCO detection JSON (needs the lists 'images', "
-                "'annotations' and 'categories')", "invalid JSON",
-            )
-        self.category_ids, self.raw_names, self.category_names = self._read_categories(data["categories"])
+        coco = read_coco(read_json_file(self.annotation_file), self.errors)
+        self.category_ids = [c.id for c in coco.categories]
+        self.raw_names = [c.name for c in coco.categories]
+        self.category_names = [c.clean_name for c in coco.categories]
         self._category_index = {cid: i for i, cid in enumerate(self.category_ids)}
-        self.images = self._read_images(data["images"], data["annotations"], skip_empty)
-        self.errors.summarize(len(data["images"]), len(self.images))
+        self.images = self._read_images(coco, skip_empty)
+        self.errors.summarize(coco.num_image_records, len(self.images))
         if not self.images:
             raise DataError(f"{self.annotation_file}: no images to train on", "empty dataset")
         self.fixed_prompt = fixed_prompt
@@ -191,64 +127,35 @@ class CocoDetectionDataset(GroundingDatasetBase):
             "%s: %d images, %d categories", self.annotation_file, len(self.images), len(self.category_ids)
         )
 
-    def _read_categories(self, categories: list) -> tuple[list, list[str], list[str]]:
-        ids, raw, cleaned = [], [], []
-        for record in categories:
-            where = f"{self.annotation_file}#category {record.get('id') if isinstance(record, dict) else record!r}"
-            if not isinstance(record, dict) or "id" not in record or not isinstance(record.get("name"), str):
-                raise DataError(f"{where}: a category needs an 'id' and a 'name'", "bad category")
-            name = clean_name(record["name"])
-            if not name:
-                raise DataError(
-                    f"{where}: name {record['name']!r} is empty once cleaned (parentheses and "
-                    "underscores are removed)", "bad category",
-                )
-            if record["id"] in ids:
-                raise DataError(f"{where}: duplicate category id", "bad category")
-            ids.append(record["id"])
-            raw.append(record["name"])
-            cleaned.append(name)
-        if not ids:
-            raise DataError(f"{self.annotation_file}: no categories", "bad category")
-        return ids, raw, cleaned
-
-    def _read_images(self, images: list, annotations: list, skip_empty: bool) -> list[_CocoImage]:
-        by_image = group_annotations(annotations, images, self.annotation_file, self.errors)
+    def _read_images(self, coco: CocoFile, skip_empty: bool) -> list[_CocoImage]:
+        """The images to train on: the file exists, and every non-crowd box lies in the image."""
+        by_image = coco.annotations_by_image()
         kept: list[_CocoImage] = []
-        seen: set = set()
-        for record in images:
-            image_id = _image_id(record)
-            source = f"{self.annotation_file}#image {image_id}"
+        for record in coco.images:
+            source = f"{self.annotation_file}#image {record.id}"
             try:
-                if not isinstance(record, dict) or not isinstance(record.get("file_name"), str):
-                    raise DataError(f"image record {record!r} has no 'file_name'", "bad image record")
-                if image_id is None:
-                    raise DataError(f"image record {record!r} has no integer or string 'id'", "bad image record")
-                if image_id in seen:
-                    raise DataError("duplicate image id", "bad image record")
-                seen.add(image_id)
-                path = self.image_dir / record["file_name"]
+                if record.file_name is None:
+                    raise DataError("image record has no 'file_name' (or 'coco_url')", "bad image record")
+                path = self.image_dir / record.file_name
                 check_image_file(path)
-                width, height = image_size(record, path)
+                width, height = (record.width, record.height) if record.width is not None else read_image_size(path)
                 boxes, categories = [], []
-                for ann_source, ann in by_image.get(image_id, []):
-                    source = f"{ann_source} (image {image_id})"
-                    if ann.get("iscrowd", 0):
+                for annotation in by_image.get(record.id, []):
+                    if annotation.iscrowd:
                         continue
-                    if ann.get("category_id") not in self._category_index:
-                        raise DataError(f"unknown category id {ann.get('category_id')!r}", "unknown category")
-                    boxes.append(check_box(xywh_to_xyxy(ann.get("bbox")), width, height))
-                    categories.append(self._category_index[ann["category_id"]])
+                    source = annotation.source
+                    boxes.append(check_box(xywh_to_xyxy(annotation.bbox), width, height))
+                    categories.append(self._category_index[annotation.category_id])
             except DataError as error:
                 self.errors.reject(source, error)
                 continue
             if skip_empty and not boxes:
                 continue
             kept.append(_CocoImage(
-                path=path, image_id=image_id, width=width, height=height,
+                path=path, image_id=record.id, width=width, height=height,
                 boxes=np.array(boxes, dtype=np.float32).reshape(-1, 4),
                 categories=np.array(categories, dtype=np.int64),
-                source=f"{self.annotation_file}#image {image_id}",
+                source=f"{self.annotation_file}#image {record.id}",
             ))
         return kept
 

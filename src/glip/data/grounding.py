@@ -42,10 +42,18 @@ from pathlib import Path
 import numpy as np
 
 from glip.data.base import GroundingDatasetBase
-from glip.data.coco import group_annotations, image_size, load_json, xywh_to_xyxy
+from glip.data.coco_json import CocoAnnotation, CocoImage, read_coco, read_json_file, xywh_to_xyxy
 from glip.data.sample import GroundingSample, Span
 from glip.data.transforms import Transform
-from glip.data.validation import DataError, RecordErrors, check_box, check_image_file, check_spans
+from glip.data.validation import (
+    DataError,
+    RecordErrors,
+    check_box,
+    check_image_file,
+    check_spans,
+    image_size,
+    read_image_size,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -239,58 +247,49 @@ class MdetrCocoDataset(SampleListDataset):
         self.annotation_file = Path(annotation_file)
         self.image_dir = Path(image_dir)
         self.errors = RecordErrors(on_error, self.annotation_file)
-        data = load_json(self.annotation_file)
-        if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-            raise DataError(f"{self.annotation_file}: not COCO JSON (no 'images' list)", "invalid JSON")
-        annotations = data.get("annotations", [])
-        if not isinstance(annotations, list):
-            raise DataError(f"{self.annotation_file}: 'annotations' is not a list", "invalid JSON")
-        by_image = group_annotations(annotations, data["images"], self.annotation_file, self.errors)
+        coco = read_coco(read_json_file(self.annotation_file), self.errors, needs_categories=False)
+        by_image = coco.annotations_by_image()
         self.samples = []
-        for record in data["images"]:
-            image_id = record.get("id") if isinstance(record, dict) else None
+        for image in coco.images:
             try:
-                if not isinstance(image_id, (int, str)):
-                    raise DataError(f"image record has no integer or string 'id' ({image_id!r})", "bad image record")
-                sample = self._parse(record, by_image.get(image_id, []))
+                sample = self._parse(image, by_image.get(image.id, []))
             except _AnnotationFault as fault:
                 self.errors.reject(fault.source, fault.error)
                 continue
             except DataError as error:
-                self.errors.reject(f"{self.annotation_file}#image {image_id}", error)
+                self.errors.reject(f"{self.annotation_file}#image {image.id}", error)
                 continue
             if skip_empty and sample.num_boxes == 0:
                 continue
             self.samples.append(sample)
-        self.errors.summarize(len(data["images"]), len(self.samples))
+        self.errors.summarize(coco.num_image_records, len(self.samples))
         if not self.samples:
             raise DataError(f"{self.annotation_file}: no images to train on", "empty dataset")
         logger.info("%s: %d grounding images", self.annotation_file, len(self.samples))
 
-    def _parse(self, record: object, annotations: list) -> GroundingSample:
-        if not isinstance(record, dict) or not isinstance(record.get("file_name"), str):
+    def _parse(self, image: CocoImage, annotations: list[CocoAnnotation]) -> GroundingSample:
+        if image.file_name is None:
             raise DataError("image record has no 'file_name'", "bad image record")
-        image_id = record.get("id")
-        path = self.image_dir / record["file_name"]
+        path = self.image_dir / image.file_name
         check_image_file(path)
-        width, height = image_size(record, path)
-        caption = _caption(record)
+        width, height = (image.width, image.height) if image.width is not None else read_image_size(path)
+        caption = _caption(image.record)
         regions = []
-        for source, ann in annotations:
-            if ann.get("iscrowd", 0):
+        for annotation in annotations:
+            if annotation.iscrowd:
                 continue
             try:
-                spans = ann.get("tokens_positive")
+                spans = annotation.record.get("tokens_positive")
                 check_spans(caption, spans)
-                box = check_box(xywh_to_xyxy(ann.get("bbox")), width, height)
+                box = check_box(xywh_to_xyxy(annotation.bbox), width, height)
             except DataError as error:
-                raise _AnnotationFault(f"{source} (image {image_id})", error) from None
+                raise _AnnotationFault(annotation.source, error) from None
             regions.append((spans, box))
         phrase_spans, boxes, box_phrases = group_regions(caption, regions, width, height)
         return GroundingSample(
             image_path=path, caption=caption, phrase_spans=phrase_spans, boxes=boxes,
-            box_phrases=box_phrases, image_id=image_id,
-            source=f"{self.annotation_file}#image {image_id}", width=width, height=height,
+            box_phrases=box_phrases, image_id=image.id,
+            source=f"{self.annotation_file}#image {image.id}", width=width, height=height,
         )
 
 

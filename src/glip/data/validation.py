@@ -1,13 +1,16 @@
-"""Checks on annotation records, and the policy for a record that fails them.
+"""Checks on annotation records, and the one collector of faulty records for training and evaluation.
 
-A malformed record is never trained on silently. Each dataset checks its records when it is built
-and hands every failure to a `RecordErrors` log, whose policy decides:
+A malformed record is never read silently. Each reader checks its records and hands every failure
+to a `RecordErrors` collector (the file, the record, what is wrong and how to fix it), whose
+``on_error`` policy decides:
 
-- ``on_error="raise"``: raise `DataError` at once; the message starts with where the record is
+- ``"raise"``: raise `DataError` at once; the message starts with where the record is
   (``"train.jsonl:17"`` or ``"instances.json#annotation 42"``);
-- ``on_error="skip"``: drop the record, log a warning with the same text (the first
-  ``MAX_LOGGED`` of them; all are kept in ``RecordErrors.messages``) and, once the file is read,
-  a summary that counts the skipped records by kind of fault.
+- ``"skip"``: drop the record, log a warning with the same text (the first ``MAX_LOGGED`` of
+  them; all are kept in ``RecordErrors.messages``) and, once the file is read, a summary that
+  counts the skipped records by kind of fault;
+- ``"raise_all"``: read the whole file, then raise one error that counts the faults by kind with
+  the first few offenders (evaluation: a skipped record would change the metric's denominator).
 
 Example:
     >>> errors = RecordErrors("raise", "train.jsonl")
@@ -17,6 +20,11 @@ Example:
     ...     errors.reject("train.jsonl:3", error)
     Traceback (most recent call last):
     glip.data.validation.DataError: train.jsonl:3: span (2, 9) ends beyond the caption of 5 characters: 'a cat'
+    >>> errors = RecordErrors("raise_all", "preds.json")
+    >>> errors.reject("preds.json#7", DataError("unknown image id 7", "unknown image id"), example=7)
+    >>> errors.reject("preds.json#8", DataError("unknown image id 8", "unknown image id"), example=8)
+    >>> errors.summary()
+    'preds.json: 2 records with an unknown image id (7, 8)'
 """
 
 from __future__ import annotations
@@ -24,75 +32,135 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NoReturn
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 logger = logging.getLogger(__name__)
 
-OnError = Literal["skip", "raise"]
+OnError = Literal["skip", "raise", "raise_all"]
+# The policies a training data entry may choose (evaluation always uses "raise_all").
 ON_ERROR_CHOICES = ("skip", "raise")
+POLICIES = ("skip", "raise", "raise_all")
 
 # Boxes may overshoot the image by this many pixels (rounding in annotation tools); they are clipped.
 BOX_TOLERANCE = 1.0
 # Individual warnings logged per file under "skip"; the summary counts all of them.
 MAX_LOGGED = 20
+# Offenders named per kind of fault in a "raise_all" error; the count always covers all of them.
+MAX_EXAMPLES = 5
 
 
 class DataError(ValueError):
-    """A record of a training data file is malformed; the message says where and what.
+    """A record of a data file is malformed; the message says where and what.
 
     Attributes:
         kind: a short name of the fault (``"box outside the image"``), used to count them.
+        hint: how to fix it, when the message alone does not say.
     """
 
-    def __init__(self, message: str, kind: str = "malformed record") -> None:
+    def __init__(self, message: str, kind: str = "malformed record", hint: str | None = None) -> None:
         super().__init__(message)
         self.kind = kind
+        self.hint = hint
 
 
-def check_on_error(on_error: str) -> OnError:
+def check_on_error(on_error: str, choices: Sequence[str] = POLICIES) -> OnError:
     """Validate an ``on_error`` policy string."""
-    if on_error not in ON_ERROR_CHOICES:
-        raise ValueError(f"on_error must be one of {ON_ERROR_CHOICES}, got {on_error!r}")
+    if on_error not in choices:
+        raise ValueError(f"on_error must be one of {tuple(choices)}, got {on_error!r}")
     return on_error  # type: ignore[return-value]
 
 
+def examples(values: Iterable[object], limit: int = MAX_EXAMPLES) -> str:
+    """``"a, b, c"`` for the first ``limit`` distinct values, with ``", ..."`` when there are more."""
+    seen: list[object] = []
+    for value in values:
+        if value not in seen:
+            seen.append(value)
+        if len(seen) > limit:
+            break
+    shown = ", ".join(repr(v) for v in seen[:limit])
+    return shown + (", ..." if len(seen) > limit else "")
+
+
 class RecordErrors:
-    """Applies the ``on_error`` policy to the faulty records of one annotation file.
+    """Collects the faulty records of one file and applies the ``on_error`` policy to them.
 
     Args:
-        on_error: ``"skip"`` drops faulty records with a warning, ``"raise"`` raises `DataError`.
-        file: the annotation file, named in the summary.
+        on_error: ``"skip"``, ``"raise"`` or ``"raise_all"`` (see the module docstring).
+        file: the file, named in the summary.
+        error_type: the exception raised (`DataError` or a subclass such as evaluation's).
     """
 
-    def __init__(self, on_error: str, file: str | Path) -> None:
+    def __init__(self, on_error: str, file: str | Path, error_type: type[DataError] = DataError) -> None:
         self.on_error = check_on_error(on_error)
         self.file = str(file)
+        self.error_type = error_type
         self.counts: Counter[str] = Counter()
         self.messages: list[str] = []
+        self.samples: dict[str, list[object]] = {}
+        self.hints: dict[str, str] = {}
 
-    def reject(self, source: str, error: DataError) -> None:
-        """Report the faulty record at ``source``: raise, or log it and count it."""
-        message = f"{source}: {error}"
+    def reject(self, record: str, error: DataError, example: object = None) -> None:
+        """Report the faulty record at ``record``: raise, or keep it (with ``example``, the value
+        a ``"raise_all"`` summary shows for it; default: the whole message)."""
+        message = f"{record}: {error}" + (f" - {error.hint}" if error.hint else "")
         if self.on_error == "raise":
-            raise DataError(message, error.kind) from error
+            raise self.error_type(message, error.kind, error.hint) from error
         self.counts[error.kind] += 1
         self.messages.append(message)
+        bucket = self.samples.setdefault(error.kind, [])
+        example = message if example is None else example
+        if len(bucket) <= MAX_EXAMPLES and example not in bucket:
+            bucket.append(example)
+        if error.hint:
+            self.hints.setdefault(error.kind, error.hint)
+        if self.on_error == "raise_all":
+            return
         if len(self.messages) <= MAX_LOGGED:
             logger.warning("skipping %s", message)
         elif len(self.messages) == MAX_LOGGED + 1:
             logger.warning("%s: more faulty records; only the count is logged from now on", self.file)
 
+    def add(self, kind: str, example: object, hint: str | None = None) -> None:
+        """Report a fault known by its kind and the offending value (``"unknown image id"``, ``7``)."""
+        self.reject(f"{self.file}: record {example!r}", DataError(kind, kind, hint), example)
+
+    def fail(self, message: str, kind: str = "malformed file") -> NoReturn:
+        """A fault of the whole file (not of one record): always raised, prefixed with the file."""
+        raise self.error_type(f"{self.file}: {message}", kind)
+
+    def __bool__(self) -> bool:
+        return bool(self.counts)
+
     @property
     def num_skipped(self) -> int:
         return len(self.messages)
 
+    def summary(self) -> str:
+        """The faults by kind: ``"f.json: 2 records with an unknown image id (7, 8) - hint"``."""
+        parts = []
+        for kind, count in self.counts.items():
+            article = "an" if kind[0] in "aeiou" else "a"
+            text = f"{count} record{'s' if count > 1 else ''} with {article} {kind} ({examples(self.samples[kind])})"
+            if kind in self.hints:
+                text += f" - {self.hints[kind]}"
+            parts.append(text)
+        return f"{self.file}: " + "; ".join(parts)
+
+    def raise_if_any(self) -> None:
+        """Under ``"raise_all"``, raise one error naming every kind of fault collected so far."""
+        if self.counts and self.on_error == "raise_all":
+            raise self.error_type(self.summary(), "faulty records")
+
     def summarize(self, num_records: int, num_kept: int) -> None:
-        """Log how many records were skipped and why; refuse a file with nothing left to train on."""
+        """End of the file: raise what ``"raise_all"`` collected, else log how many records were
+        skipped and why; refuse a file with nothing left to read."""
+        self.raise_if_any()
         if self.num_skipped:
             kinds = ", ".join(f"{count} {kind}" for kind, count in self.counts.most_common())
             logger.warning(
@@ -100,9 +168,8 @@ class RecordErrors:
                 self.file, self.num_skipped, kinds, num_kept, num_records,
             )
         if num_kept == 0 and self.num_skipped > 0:
-            raise DataError(
-                f"{self.file}: all {num_records} records were skipped as faulty; first fault: "
-                f"{self.messages[0] if self.messages else 'none'}",
+            raise self.error_type(
+                f"{self.file}: all {num_records} records were skipped as faulty; first fault: {self.messages[0]}",
                 "empty dataset",
             )
 
@@ -123,6 +190,13 @@ def read_image_size(path: Path) -> tuple[int, int]:
     if width <= 0 or height <= 0:
         raise DataError(f"image {str(path)!r} has zero size {width}x{height}", "unreadable image")
     return int(width), int(height)
+
+
+def image_size(record: dict, path: Path) -> tuple[int, int]:
+    """``(width, height)`` from a record's ``width``/``height``, else from the image file's header."""
+    if record.get("width") is not None or record.get("height") is not None:
+        return check_image_size(record.get("width"), record.get("height"))
+    return read_image_size(path)
 
 
 def check_image_size(width: object, height: object) -> tuple[int, int]:

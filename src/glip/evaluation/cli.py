@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
             options["max_detections"] = args.max_detections
         prompts = None
         if args.prompts:
-            from glip.transfer.task import load_prompt_overrides
+            from glip.evaluation.prompt_overrides import load_prompt_overrides
 
             prompts = load_prompt_overrides(args.prompts)
         result = evaluate(args.dataset, predictor, args.predictions, images=args.images, task=args.task,

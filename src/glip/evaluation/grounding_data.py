@@ -31,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from glip.data.coco import xywh_to_xyxy
+from glip.data.coco_json import xywh_to_xyxy
 from glip.data.grounding import group_regions
 from glip.data.validation import DataError
-from glip.evaluation.common import EvaluationError, FaultLog, read_json
+from glip.evaluation.common import EvaluationError, fault_collector, read_json
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def load_grounding_dataset(path: str | os.PathLike, image_dir: str | os.PathLike
         records = _read_mdetr(path, read_json(path, "annotation file") if data is None else data)
     if not records:
         raise EvaluationError(f"{path}: no records: nothing to evaluate")
-    duplicates = FaultLog(str(path))
+    duplicates = fault_collector(str(path))
     seen: set = set()
     for record in records:
         if record.id in seen:
@@ -164,7 +164,7 @@ def _odvg_record(line: str) -> GroundingRecord:
 def _read_jsonl(path: Path) -> list[GroundingRecord]:
     if not path.is_file():
         raise EvaluationError(f"annotation file {str(path)!r} does not exist")
-    faults = FaultLog(str(path))
+    faults = fault_collector(str(path))
     records = []
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
@@ -182,7 +182,7 @@ def _read_mdetr(path: Path, data: object) -> list[GroundingRecord]:
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
             or not isinstance(data.get("annotations", []), list):
         raise EvaluationError(f"{path}: not MDETR COCO JSON (needs an 'images' list with captions)")
-    faults = FaultLog(str(path))
+    faults = fault_collector(str(path))
     by_image: dict = {}
     image_ids = {r.get("id") for r in data["images"] if isinstance(r, dict)}
     for position, ann in enumerate(data.get("annotations", [])):

@@ -26,7 +26,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from glip.evaluation.common import EvaluationError, FaultLog, is_id, is_number, read_json
+from glip.data.validation import RecordErrors
+from glip.evaluation.common import EvaluationError, fault_collector, is_id, is_number, read_json
 
 # Added to the width and height of a model's xyxy box in COCO results (see the module docstring).
 DETECTION_WIDTH_OFFSET = 1.0
@@ -49,7 +50,7 @@ def save_predictions(predictions: Sequence[dict], path: str | os.PathLike) -> Pa
     return path
 
 
-def _check_box_and_score(record: dict, faults: FaultLog, where: object) -> bool:
+def _check_box_and_score(record: dict, faults: RecordErrors, where: object) -> bool:
     box = record.get("bbox")
     if not isinstance(box, (list, tuple)) or len(box) != 4 or not all(is_number(v) for v in box) \
             or box[2] < 0 or box[3] < 0:
@@ -75,7 +76,7 @@ def check_detection_predictions(predictions: Sequence, image_ids: set, category_
         EvaluationError: with a count of each fault (unknown image ids, unknown category ids,
             malformed boxes or scores) and the first offenders.
     """
-    faults = FaultLog(source)
+    faults = fault_collector(source)
     images_as_text = {str(i) for i in image_ids}
     categories_as_text = {str(c) for c in category_ids}
     checked = []
@@ -101,7 +102,7 @@ def check_detection_predictions(predictions: Sequence, image_ids: set, category_
 
 def check_grounding_predictions(predictions: Sequence, num_phrases: dict, source: str = "predictions") -> list[dict]:
     """Check grounding results: ``num_phrases`` maps each record id to its number of phrases."""
-    faults = FaultLog(source)
+    faults = fault_collector(source)
     ids_as_text = {str(i) for i in num_phrases}
     checked = []
     for position, record in enumerate(predictions):

@@ -32,6 +32,7 @@ import torch
 
 from glip.data import CocoDetectionDataset
 from glip.data.transforms import build_train_transforms
+from glip.evaluation.prompt_overrides import load_prompt_overrides
 from glip.evaluation.runner import evaluate_detection
 from glip.modeling.glip import GLIP
 from glip.predictor import GLIPPredictor
@@ -40,7 +41,7 @@ from glip.training.trainer import SkipUnreadable, Trainer
 from glip.adapters import Adapter, AdapterCategory, model_fingerprint, save_adapter
 from glip.transfer.fewshot import sample_few_shot
 from glip.transfer.modes import MODES, trainable_names
-from glip.transfer.task import Task, TaskError, check_same_categories, check_training_set, load_prompt_overrides, load_task
+from glip.transfer.task import Task, TaskError, check_same_categories, check_training_set, load_task
 
 logger = logging.getLogger(__name__)
 

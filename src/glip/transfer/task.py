@@ -1,10 +1,7 @@
 """A transfer task: its categories, their (optionally engineered) prompts, and the one fixed prompt.
 
-Prompt engineering: a YAML maps a category (name or id) to a descriptive prompt, either a string
-(the whole text is scored) or ``{prefix, phrase, suffix}`` (only ``phrase`` is scored)::
-
-    stingray: stingray, which is flat and round
-    ellipse: {phrase: ellipse, suffix: ", an oval"}
+Prompt engineering: a YAML maps a category (name or id) to a descriptive prompt, read by
+`glip.evaluation.prompt_overrides.load_prompt_overrides` as evaluation reads it.
 
 The task prompt is built exactly as evaluation builds it (`glip.evaluation.prompts.build_prompt`),
 so a prompt tuned in training is the very prompt met at evaluation and inference.
@@ -18,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from glip.evaluation.detection_data import DetectionDataset, load_detection_dataset
 from glip.evaluation.prompts import build_prompt
 from glip.prompts import Prompt, tokenize_prompt
@@ -28,22 +23,6 @@ from glip.tokenizer import load_tokenizer
 
 class TaskError(ValueError):
     """A task that cannot be tuned or evaluated as asked."""
-
-
-def load_prompt_overrides(path: str | os.PathLike | None) -> dict[Any, Any] | None:
-    """The ``category -> prompt`` mapping of a YAML file (None = no overrides)."""
-    if path is None:
-        return None
-    path = Path(path)
-    if not path.is_file():
-        raise TaskError(f"prompt override file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise TaskError(f"{path} is not valid YAML: {str(error).splitlines()[0]}") from None
-    if not isinstance(data, dict) or not data:
-        raise TaskError(f"{path} must map category names (or ids) to prompts, e.g. 'ellipse: an oval ellipse'")
-    return data
 
 
 def check_training_set(annotation_file: str | os.PathLike) -> None:
