@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torchvision.ops import box_iou
 
 from glip.config import PostProcessConfig
 from glip.modeling.box_coder import BoxCoder
@@ -138,3 +139,41 @@ def clip_boxes(boxes: torch.Tensor, image_hw: tuple[int, int]) -> torch.Tensor:
     x = boxes[:, 0::2].clamp(min=0, max=w - 1)
     y = boxes[:, 1::2].clamp(min=0, max=h - 1)
     return torch.stack([x[:, 0], y[:, 0], x[:, 1], y[:, 1]], dim=1)
+
+
+def one_name_per_object(detections: Detections, iou_threshold: float = 0.5) -> Detections:
+    """Each object once, under its best-scoring name: a class-agnostic pass after the class-aware NMS.
+
+    The class-aware NMS (the official behaviour, which the AP protocols need) keeps one box per
+    object *and name*, so an object the model half-confuses shows up under several names. By
+    descending score, a box whose IoU with an already kept box of *another* name is
+    > ``iou_threshold`` is dropped, so the best-scoring name wins. Boxes of the same name are left
+    alone (the class-aware NMS has already decided between them). Apply it to the thresholded
+    detections that a user sees, not to the candidates an evaluation scores.
+
+    Args:
+        detections: boxes [N, 4] xyxy, scores [N], labels [N], in any order; any device and dtype.
+        iou_threshold: drop a box whose IoU with a kept box of another name is above it, in [0, 1].
+
+    Returns:
+        The kept detections, highest score first (stable for equal scores), on the same device and
+        with the same dtypes.
+
+    Example:
+        >>> boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 9.0], [20.0, 20.0, 30.0, 30.0]])
+        >>> kept = one_name_per_object(Detections(boxes, torch.tensor([0.5, 0.6, 0.4]), torch.tensor([0, 1, 0])))
+        >>> kept.labels.tolist(), kept.scores.tolist()
+        ([1, 0], [0.6000000238418579, 0.4000000059604645])
+    """
+    if not 0.0 <= iou_threshold <= 1.0:
+        raise ValueError(f"iou_threshold must be within [0, 1], got {iou_threshold}")
+    ranked = detections.sorted()
+    if len(ranked) < 2:
+        return ranked
+    overlaps = box_iou(ranked.boxes.float(), ranked.boxes.float()) > iou_threshold  # [N, N]
+    other_name = ranked.labels[:, None] != ranked.labels[None, :]  # [N, N]
+    conflicts = (overlaps & other_name).cpu().numpy()
+    kept = np.zeros(len(ranked), dtype=bool)
+    for row in range(len(ranked)):
+        kept[row] = not conflicts[row, :row][kept[:row]].any()
+    return ranked.select(torch.from_numpy(kept).to(ranked.boxes.device))
