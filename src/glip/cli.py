@@ -1,6 +1,10 @@
-"""The ``glip`` command line: ``glip detect`` and ``glip convert``.
+"""The ``glip`` command line: ``glip detect`` and ``glip convert``; the other sub-commands live in
+their own modules (`DELEGATED`).
 
-Errors are one line on stderr and a non-zero exit code; ``--debug`` shows the traceback.
+Errors are one line on stderr and a non-zero exit code; ``--debug`` shows the traceback. Parsing
+arguments and checking the input pictures need neither torch nor the model: the heavy modules are
+imported inside the functions that use them, so ``--help``, a wrong option or a missing file
+answer at once.
 """
 
 from __future__ import annotations
@@ -8,17 +12,60 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 
 from glip.cli_errors import run_command
+from glip.cli_outputs import OutputPaths, plan_outputs, png_marker
+from glip.config import PRESETS
+from glip.images import DEFAULT_MAX_MEGAPIXELS, load_image
 
 logger = logging.getLogger("glip")
 
 
-
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
+def probability(text: str) -> float:
+    """argparse type: a number within [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be within [0, 1], got {text}")
+    return value
+
+
+def device_name(text: str) -> str:
+    """argparse type: ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (whether it is usable is checked later)."""
+    if re.fullmatch(r"cpu|cuda|cuda:\d+|mps", text):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} is not a device: use cpu, cuda, cuda:N (e.g. cuda:1) or mps")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,16 +81,27 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a phrase of the caption to ground (repeatable); default: its noun phrases")
     detect.add_argument("--weights", help="our .safetensors, an official .pth, or an official file name "
                                           "(default: the embedded model)")
-    detect.add_argument("--config", choices=["glip-t", "glip-t-a", "glip-l"],
+    detect.add_argument("--config", choices=sorted(PRESETS),
                         help="architecture of --weights (checked against the file; inferred when omitted)")
     detect.add_argument("--adapter", action="append", default=None, metavar="FILE",
                         help="a tuned task (glip finetune's adapter.safetensors) on the same base model "
                              "(repeatable: each task runs on the images, the base model loaded once)")
-    detect.add_argument("--threshold", type=float, default=0.5, help="minimum score (default 0.5)")
-    detect.add_argument("--max-detections", type=int, default=None, help="per image (default 100)")
-    detect.add_argument("--out", default="glip_out", help="output directory for JSON and PNG (default glip_out)")
-    detect.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    detect.add_argument("--batch-size", type=int, default=1)
+    detect.add_argument("--threshold", type=probability, default=0.5, help="minimum score (default 0.5)")
+    detect.add_argument("--max-detections", type=positive_int, default=None,
+                        help="most detections kept per image (default: the model's, 100)")
+    detect.add_argument("--all-names", action="store_true",
+                        help="keep every (box, name) pair above the threshold; by default each object is shown "
+                             "once, under its best-scoring name")
+    detect.add_argument("--out", default="glip_out",
+                        help="output folder (default glip_out): NAME.json and an annotated NAME.png per image, NAME "
+                             "being the picture's stem; a result never replaces an input or a file that is not an "
+                             "earlier glip result: it becomes NAME.det, and a repeated stem NAME-2, NAME-3, ...")
+    detect.add_argument("--max-megapixels", type=positive_float, default=DEFAULT_MAX_MEGAPIXELS,
+                        help="largest picture accepted, read from the file header before decoding "
+                             f"(default {DEFAULT_MAX_MEGAPIXELS})")
+    detect.add_argument("--device", type=device_name, default=None,
+                        help="cpu, cuda, cuda:N or mps (default: cuda when available)")
+    detect.add_argument("--batch-size", type=positive_int, default=1, help="images per forward pass (default 1)")
     _add_common(detect)
 
     for name, (_, help_text) in DELEGATED.items():
@@ -59,37 +117,49 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_detect(args: argparse.Namespace) -> int:
-    from glip.images import load_image
-    from glip.predictor import GLIPPredictor
 
     if args.phrase and args.caption is None:
         raise ValueError("--phrase needs --caption")
     if args.classes is None and args.caption is None and not args.adapter:
         raise ValueError("say what to detect: --classes NAME ..., --caption TEXT, or --adapter TASK.safetensors")
+    max_pixels = int(args.max_megapixels * 1_000_000)
     for image in args.images:
-        load_image(image)  # fail fast, with the file's name, before loading the model
-    predictor = GLIPPredictor.from_pretrained(args.weights, device=args.device, config=args.config)
-    tasks = [predictor.add_adapter(path).name for path in args.adapter] if args.adapter else [None]
+        load_image(image, max_pixels=max_pixels)  # fail fast, with the file's name, before loading the model
+    adapters = _read_adapters(args.adapter or [])
     out = Path(args.out)
+    plan = plan_outputs(args.images, out, [f".{adapter.name}" for adapter in adapters] or [""])
+
+    from glip.predictor import GLIPPredictor
+
+    predictor = GLIPPredictor.from_pretrained(args.weights, device=args.device, config=args.config)
+    tasks = [predictor.add_adapter(adapter).name for adapter in adapters] or [None]
     out.mkdir(parents=True, exist_ok=True)
-    for task in tasks:
+    for task, outputs in zip(tasks, plan):
         results = predictor.detect(args.images, classes=args.classes, caption=args.caption, phrases=args.phrase,
                                    threshold=args.threshold, max_detections=args.max_detections,
-                                   batch_size=args.batch_size, progress=len(args.images) > 1, adapter=task)
-        _write_detections(args, results, out, suffix="" if task is None else f".{task}")
+                                   batch_size=args.batch_size, progress=len(args.images) > 1, adapter=task,
+                                   all_names=args.all_names)
+        _write_detections(args, results, outputs, max_pixels)
     return 0
 
 
-def _write_detections(args: argparse.Namespace, results: list, out: Path, suffix: str) -> None:
-    from glip.images import load_image
+def _read_adapters(paths: list[str]) -> list:
+    """The ``--adapter`` files, read before the model so that their task names name the results."""
+    if not paths:
+        return []
+    from glip.adapters import load_adapter
+
+    return [load_adapter(path) for path in paths]
+
+
+def _write_detections(args: argparse.Namespace, results: list, outputs: list[OutputPaths], max_pixels: int) -> None:
     from glip.visualize import draw_detections
 
-    for image_path, result in zip(args.images, results):
-        stem = Path(image_path).stem + suffix
-        (out / f"{stem}.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-        draw_detections(load_image(image_path), result).save(out / f"{stem}.png")
+    for image_path, result, paths in zip(args.images, results, outputs):
+        paths.json.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        draw_detections(load_image(image_path, max_pixels=max_pixels), result).save(paths.png, pnginfo=png_marker())
         print(f"{image_path}: {len(result.detections)} detections (threshold {args.threshold}) -> "
-              f"{out / (stem + '.json')}, {out / (stem + '.png')}")
+              f"{paths.json}, {paths.png}")
         print(f"  {'phrase':<24} {'score':>6}  box (x1, y1, x2, y2)")
         for detection in result.detections[:20]:
             box = ", ".join(f"{v:.1f}" for v in detection.bbox_xyxy)
