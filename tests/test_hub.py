@@ -22,11 +22,20 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("GLIP_OFFLINE", raising=False)
 
-    def no_network(**kwargs: object) -> str:
-        raise AssertionError(f"test tried to reach the network: hf_hub_download({kwargs})")
+    def no_network(*args: object, **kwargs: object) -> str:
+        raise AssertionError(f"test tried to reach the network: {args} {kwargs}")
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_network)
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", no_network)
     return tmp_path / "cache"
+
+
+@pytest.fixture
+def reachable_hub(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The Hub's metadata request answers (the URLs asked for are recorded)."""
+    asked: list[str] = []
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", lambda url, **kwargs: asked.append(url))
+    return asked
 
 
 def test_official_names_map_to_configs() -> None:
@@ -90,7 +99,7 @@ def test_weights_not_found_is_file_not_found() -> None:
 
 
 def test_download_called_with_repo_and_filename(
-    isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+    isolated_cache: Path, monkeypatch: pytest.MonkeyPatch, reachable_hub: list[str]
 ) -> None:
     calls: list[dict[str, object]] = []
 
@@ -108,6 +117,7 @@ def test_download_called_with_repo_and_filename(
     assert Path(str(calls[0]["local_dir"])) == isolated_cache
     assert resolve_weights(NAME) == isolated_cache / NAME  # now cached: no second call
     assert len(calls) == 1
+    assert reachable_hub == [f"https://huggingface.co/GLIPModel/GLIP/resolve/main/{NAME}"]
 
 
 @pytest.mark.parametrize(
@@ -119,7 +129,7 @@ def test_download_called_with_repo_and_filename(
     ],
 )
 def test_connection_error_becomes_weights_not_found(
-    isolated_cache: Path, monkeypatch: pytest.MonkeyPatch, error: Exception
+    isolated_cache: Path, monkeypatch: pytest.MonkeyPatch, reachable_hub: list[str], error: Exception
 ) -> None:
     def failing_download(**kwargs: object) -> str:
         raise error
@@ -134,3 +144,30 @@ def test_connection_error_becomes_weights_not_found(
 def test_hub_module_has_no_network_at_import() -> None:
     # The download function is imported inside _download, so patching the package attribute works.
     assert not hasattr(hub, "hf_hub_download")
+
+
+def test_unreachable_hub_fails_at_once_without_retries(
+    isolated_cache: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The real metadata request, sent to a closed local port: one error, no retry, no download."""
+    import socket
+    import time
+
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    from huggingface_hub.file_download import get_hf_file_metadata
+
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", get_hf_file_metadata)  # the real request ...
+    monkeypatch.setattr(huggingface_hub, "hf_hub_url", lambda repo_id, filename: f"http://127.0.0.1:{port}/{filename}")  # ... to nowhere
+
+    def no_download(**kwargs: object) -> str:
+        raise AssertionError("hf_hub_download (and its retries) must not run when the Hub is unreachable")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_download)
+    started = time.monotonic()
+    with caplog.at_level("DEBUG"), pytest.raises(WeightsNotFoundError, match="could not download") as info:
+        resolve_weights(NAME)
+    assert time.monotonic() - started < 5.0
+    assert str(isolated_cache / NAME) in str(info.value) and "\n" not in str(info.value)
+    assert not [record for record in caplog.records if "Retry" in record.getMessage()]

@@ -31,6 +31,7 @@ OFFICIAL_WEIGHTS: dict[str, str] = {
 }
 
 _TRUE_VALUES = ("1", "true", "yes", "on")
+PROBE_TIMEOUT_S = 10.0  # seconds the first (metadata) request to the Hub may take
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -56,22 +57,19 @@ def _env_offline() -> bool:
 def _download_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean "the Hub could not deliver the file" (network, HTTP, missing entry).
 
-    Hub errors (``LocalEntryNotFoundError``, ``HfHubHTTPError``) and socket errors derive from
-    ``OSError``; httpx transport errors do not, so they are added when httpx is installed.
+    Socket errors and most Hub errors (``LocalEntryNotFoundError``, ``HfHubHTTPError``) derive from
+    ``OSError``; the HTTP clients' own errors and ``EntryNotFoundError`` do not, so they are added
+    when their packages are installed (huggingface_hub has used requests, httpx and httpx2).
     """
+    import importlib
+
     errors: list[type[BaseException]] = [OSError]
-    try:
-        import httpx
-
-        errors.append(httpx.TransportError)
-    except ImportError:
-        pass
-    try:
-        import requests
-
-        errors.append(requests.RequestException)
-    except ImportError:
-        pass
+    for module, name in (("httpx", "HTTPError"), ("httpx2", "HTTPError"), ("requests", "RequestException"),
+                         ("huggingface_hub.errors", "EntryNotFoundError")):
+        try:
+            errors.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            pass
     return tuple(errors)
 
 
@@ -81,17 +79,25 @@ def _placement_hint(name: str, target: Path) -> str:
 
 
 def _download(name: str, directory: Path) -> Path:
-    """Fetch one official file from the Hub into ``directory``; failures -> WeightsNotFoundError."""
-    from huggingface_hub import hf_hub_download  # imported lazily: no network code at import time
+    """Fetch one official file from the Hub into ``directory``; failures -> WeightsNotFoundError.
+
+    A single request for the file's metadata comes first, without retries: when the Hub cannot be
+    reached (no network, a firewall), the answer is one error at once instead of the minute of
+    retries (and retry warnings) that ``hf_hub_download`` spends on its own metadata request.
+    """
+    # Imported lazily: no network code at import time.
+    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
 
     target = directory / name
     logger.info("downloading %s from %s into %s", name, HF_REPO_URL, directory)
     try:
+        get_hf_file_metadata(hf_hub_url(HF_REPO_ID, name), timeout=PROBE_TIMEOUT_S)
         directory.mkdir(parents=True, exist_ok=True)
         downloaded = hf_hub_download(repo_id=HF_REPO_ID, filename=name, local_dir=directory)
     except _download_errors() as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "no answer"
         raise WeightsNotFoundError(
-            f"could not download {name} from {HF_REPO_URL} ({type(exc).__name__}: {exc}); "
+            f"could not download {name} from {HF_REPO_URL} ({type(exc).__name__}: {reason}); "
             + _placement_hint(name, target)
         ) from exc
     return Path(downloaded)
