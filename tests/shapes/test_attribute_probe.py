@@ -1,5 +1,6 @@
 """tools/attribute_probe.py on a few generated attributes scenes with the embedded model: the
-diagnostics the README's attribute figures come from."""
+diagnostics the README's attribute figures come from. A research tool, not part of the package
+(see tools/README.md), so it is loaded by file path."""
 
 from __future__ import annotations
 
