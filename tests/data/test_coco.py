@@ -10,6 +10,7 @@ import torch
 
 from data_helpers import coco_dataset_files
 from glip.data import CocoDetectionDataset, DataError, build_eval_transforms
+from glip.prompts import SPECIAL_TOKENS, count_prompt_tokens
 from glip.tokenizer import load_tokenizer
 
 
@@ -122,6 +123,18 @@ def test_prompt_fits_the_token_window(tmp_path):
         sample = dataset.get_sample(index)
         assert len(tokenizer(sample.caption)["input_ids"]) <= 64
     assert dataset.get_sample(0).num_boxes == 3  # both positives fit
+
+
+def test_token_budget_counts_what_the_caption_costs(many_categories):
+    annotation_file, image_dir = many_categories
+    dataset = CocoDetectionDataset(annotation_file, image_dir, max_prompt_tokens=40)
+    tokenizer = load_tokenizer()
+    for index in range(3):
+        categories = dataset.sample_prompt_categories(index)
+        counted = SPECIAL_TOKENS + sum(dataset._token_costs[c] for c in categories)
+        assert counted == count_prompt_tokens(dataset.get_sample(index).caption, tokenizer) <= 40
+        cheapest_left = min(cost for c, cost in enumerate(dataset._token_costs) if c not in categories)
+        assert counted + cheapest_left > 40  # negatives were added while they fit (names cost alike here)
 
 
 def test_skip_empty_and_getitem(tmp_path):

@@ -59,3 +59,24 @@ def test_record_errors_policy(caplog):
         RecordErrors("raise", "f.json").reject("f.json:3", DataError("bad"))
     with pytest.raises(ValueError, match="on_error"):
         RecordErrors("ignore", "f.json")
+
+
+def test_record_errors_raise_all_counts_every_fault_with_examples(caplog):
+    class FileError(DataError):
+        pass
+
+    errors = RecordErrors("raise_all", "gt.json", FileError)
+    with caplog.at_level(logging.WARNING, logger="glip.data"):
+        for image_id in (7, 8, 8, 9, 10, 11, 12, 13):
+            errors.reject(f"gt.json#image {image_id}", DataError("duplicate", "duplicate image id", "ids must be unique"),
+                          image_id)
+        errors.add("bbox that is not [x, y, w, h]", 42)
+    assert caplog.text == ""  # nothing is logged: it is all in the error
+    with pytest.raises(FileError) as error:
+        errors.summarize(10, 2)
+    assert str(error.value) == ("gt.json: 8 records with a duplicate image id (7, 8, 9, 10, 11, ...) - ids must be "
+                                "unique; 1 record with a bbox that is not [x, y, w, h] (42)")
+    clean = RecordErrors("raise_all", "gt.json")
+    clean.summarize(3, 3)  # no fault: nothing raised
+    with pytest.raises(DataError, match="^gt.json: the file is empty$"):
+        clean.fail("the file is empty")

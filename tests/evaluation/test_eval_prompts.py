@@ -6,6 +6,7 @@ import pytest
 from eval_helpers import coco
 
 from glip.evaluation import CategoryPrompt, EvaluationError, detection_dataset_from_coco
+from glip.evaluation.prompt_overrides import load_prompt_overrides
 from glip.evaluation.prompts import build_category_chunks, build_prompt
 from glip.prompts import clean_name
 from glip.tokenizer import load_tokenizer
@@ -62,3 +63,21 @@ def test_dataset_prompt_overrides_by_name_or_id():
         detection_dataset_from_coco(gt, prompts={"shark": "a shark"})
     with pytest.raises(EvaluationError, match="unknown keys"):
         detection_dataset_from_coco(gt, prompts={"puffin": {"text": "x"}})
+
+
+def test_load_prompt_overrides_from_yaml(tmp_path):
+    path = tmp_path / "prompts.yaml"
+    path.write_text("stingray: stingray, which is flat and round\n9: {phrase: puffin, suffix: ', a bird'}\n")
+    overrides = load_prompt_overrides(path)
+    gt = coco([1], [(1, 5, [0, 0, 5, 5])], [(5, "stingray"), (9, "puffin")])
+    prompts = [c.prompt for c in detection_dataset_from_coco(gt, prompts=overrides).categories]
+    assert [p.text for p in prompts] == ["stingray, which is flat and round", "puffin, a bird"]
+    assert load_prompt_overrides(None) is None
+    with pytest.raises(EvaluationError, match="does not exist"):
+        load_prompt_overrides(tmp_path / "nope.yaml")
+    path.write_text("- a list\n- of prompts\n")
+    with pytest.raises(EvaluationError, match="must map category names"):
+        load_prompt_overrides(path)
+    path.write_text("a: [unclosed\n")
+    with pytest.raises(EvaluationError, match="is not valid YAML"):
+        load_prompt_overrides(path)

@@ -41,13 +41,10 @@ from glip.data.coco_json import CocoFile, read_coco, read_json_file, xywh_to_xyx
 from glip.data.sample import STREAM_PROMPT, GroundingSample, derive_rng
 from glip.data.transforms import Transform
 from glip.data.validation import DataError, RecordErrors, check_box, check_image_file, read_image_size
-from glip.prompts import Prompt, build_class_prompt
+from glip.prompts import SPECIAL_TOKENS, Prompt, build_class_prompt, count_prompt_tokens
 from glip.tokenizer import load_tokenizer
 
 logger = logging.getLogger(__name__)
-
-_SPECIAL_TOKENS = 2  # [CLS] and [SEP]
-
 
 @dataclass
 class _CocoImage:
@@ -162,13 +159,13 @@ class CocoDetectionDataset(GroundingDatasetBase):
     def _count_tokens(self, tokenizer: PreTrainedTokenizerBase | None) -> list[int]:
         """Tokens each category costs in a prompt: its WordPieces plus the ``"."`` after it."""
         tokenizer = tokenizer if tokenizer is not None else load_tokenizer()
-        encoded = tokenizer(self.category_names, add_special_tokens=False)["input_ids"]
-        costs = [len(ids) + 1 for ids in encoded]
+        costs = [count_prompt_tokens(f"{name}.", tokenizer, special_tokens=False) for name in self.category_names]
         for name, cost in zip(self.category_names, costs):
-            if _SPECIAL_TOKENS + cost > self.max_prompt_tokens:
+            if SPECIAL_TOKENS + cost > self.max_prompt_tokens:
                 raise DataError(
-                    f"{self.annotation_file}: category {name!r} alone needs {cost + _SPECIAL_TOKENS} "
-                    f"tokens, more than max_prompt_tokens={self.max_prompt_tokens}", "bad category",
+                    f"{self.annotation_file}: category {name!r} alone needs {cost + SPECIAL_TOKENS} tokens, more "
+                    f"than max_prompt_tokens={self.max_prompt_tokens}: shorten its name or raise the limit",
+                    "bad category",
                 )
         return costs
 
@@ -184,7 +181,7 @@ class CocoDetectionDataset(GroundingDatasetBase):
         rng = derive_rng(self.seed, self.epoch, index, STREAM_PROMPT, repeat)
         positives = sorted(set(image.categories.tolist()))
         rng.shuffle(positives)
-        budget = None if self._token_costs is None else self.max_prompt_tokens - _SPECIAL_TOKENS
+        budget = None if self._token_costs is None else self.max_prompt_tokens - SPECIAL_TOKENS
         chosen: list[int] = []
         for category in positives:
             cost = 0 if budget is None else self._token_costs[category]

@@ -7,7 +7,8 @@
                    "regions": [{"bbox": [10, 20, 50, 60], "phrase": "a red star", "tokens_positive": [[0, 10]]}]}}
 
 **MDETR COCO JSON** (e.g. ``final_flickr_separateGT_test.json``): ``images`` carry ``caption``,
-``annotations`` carry ``bbox`` ``[x, y, w, h]`` and ``tokens_positive``.
+``annotations`` carry ``bbox`` ``[x, y, w, h]`` and ``tokens_positive``; the file is read and
+checked by `glip.data.coco_json.read_coco`, the reader of every COCO file.
 
 Boxes with the same spans are one phrase (`glip.data.grounding.group_regions`, as in training);
 phrases are numbered in order of first appearance: that number is ``phrase_index`` in predictions.
@@ -31,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from glip.data.coco_json import xywh_to_xyxy
+from glip.data.coco_json import CocoAnnotation, CocoImage, read_coco, xywh_to_xyxy
 from glip.data.grounding import group_regions
 from glip.data.validation import DataError
 from glip.evaluation.common import EvaluationError, fault_collector, read_json
@@ -173,49 +174,35 @@ def _read_jsonl(path: Path) -> list[GroundingRecord]:
             try:
                 records.append(_odvg_record(line))
             except DataError as error:
-                faults.add(error.kind, f"line {number}: {error}")
+                faults.reject(f"{path}:{number}", error, f"line {number}: {error}")
     faults.raise_if_any()
     return records
 
 
 def _read_mdetr(path: Path, data: object) -> list[GroundingRecord]:
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
-            or not isinstance(data.get("annotations", []), list):
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise EvaluationError(f"{path}: not MDETR COCO JSON (needs an 'images' list with captions)")
     faults = fault_collector(str(path))
-    by_image: dict = {}
-    image_ids = {r.get("id") for r in data["images"] if isinstance(r, dict)}
-    for position, ann in enumerate(data.get("annotations", [])):
-        image_id = ann.get("image_id") if isinstance(ann, dict) else None
-        if image_id not in image_ids:
-            faults.add("unknown image id", image_id, "the annotation's image is not in 'images'")
-            continue
-        by_image.setdefault(image_id, []).append(ann)
+    coco = read_coco(data, faults, needs_categories=False)
+    by_image = coco.annotations_by_image()
     records = []
-    for position, image in enumerate(data["images"]):
+    for image in coco.images:
         try:
-            records.append(_mdetr_record(image, by_image))
+            records.append(_mdetr_record(image, by_image.get(image.id, [])))
         except DataError as error:
-            faults.add(error.kind, f"images[{position}]: {error}")
+            faults.reject(f"{path}#image {image.id}", error, f"image {image.id!r}: {error}")
     faults.raise_if_any()
     return records
 
 
-def _mdetr_record(image: object, by_image: dict) -> GroundingRecord:
-    if not isinstance(image, dict) or not isinstance(image.get("file_name"), str):
+def _mdetr_record(image: CocoImage, annotations: list[CocoAnnotation]) -> GroundingRecord:
+    if image.file_name is None:
         raise DataError("image record has no 'file_name'", "image without 'file_name'")
-    image_id = image.get("id")
-    if not isinstance(image_id, (int, str)) or isinstance(image_id, bool):
-        raise DataError("image record has no integer or string 'id'", "image without 'id'")
-    caption = image.get("caption")
+    caption = image.record.get("caption")
     if not isinstance(caption, str) or not caption.strip():
         raise DataError("image record has no 'caption'", "image without 'caption'")
-    width, height = _record_size(image)
-    pairs = []
-    for ann in by_image.get(image_id, []):
-        if ann.get("iscrowd", 0):
-            continue
-        pairs.append((ann.get("tokens_positive"), xywh_to_xyxy(ann.get("bbox"))))
+    width, height = _record_size(image.record)
+    pairs = [(a.record.get("tokens_positive"), xywh_to_xyxy(a.bbox)) for a in annotations if not a.iscrowd]
     phrase_spans, boxes, box_phrases = group_regions(caption, pairs, width, height)
-    return GroundingRecord(image_id, image["file_name"], width, height, caption, phrase_spans,
+    return GroundingRecord(image.id, image.file_name, width, height, caption, phrase_spans,
                            boxes.astype(np.float64), box_phrases)
