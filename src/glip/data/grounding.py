@@ -37,6 +37,7 @@ import json
 import logging
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,8 +51,8 @@ from glip.data.validation import (
     RecordErrors,
     check_box,
     check_image_file,
+    check_image_size,
     check_spans,
-    image_size,
     read_image_size,
 )
 
@@ -133,6 +134,45 @@ def _odvg_regions(grounding: dict, caption: str) -> list[tuple[object, object]]:
     return pairs
 
 
+@dataclass
+class OdvgLine:
+    """One ODVG JSON Lines record, checked except for what needs its image (training and evaluation).
+
+    ``regions`` are ``(spans, box)`` pairs, box ``x1, y1, x2, y2`` or None for a phrase without a
+    box, checked against the caption and the image size by `group_regions`.
+    """
+
+    record: dict  # the line's JSON object
+    file_name: str
+    caption: str
+    regions: list[tuple[object, object]]
+    width: int | None  # as recorded; None when the line has no size
+    height: int | None
+
+
+def read_odvg_line(line: str) -> OdvgLine:
+    """Parse and check one line of an ODVG JSON Lines file (see the module docstring)."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"invalid JSON ({exc.msg} at column {exc.colno})", "invalid JSON") from None
+    if not isinstance(record, dict) or not isinstance(record.get("filename"), str):
+        raise DataError("record has no 'filename'", "record without 'filename'")
+    grounding = record.get("grounding", record)
+    if "grounding" not in record and "detection" in record:
+        raise DataError(
+            "ODVG detection records are not read here: give detection data as COCO JSON "
+            "(CocoDetectionDataset)", "unsupported record",
+        )
+    if not isinstance(grounding, dict):
+        raise DataError("'grounding' is not an object", "bad record")
+    width = height = None
+    if record.get("width") is not None or record.get("height") is not None:
+        width, height = check_image_size(record.get("width"), record.get("height"))
+    caption = _caption(grounding)
+    return OdvgLine(record, record["filename"], caption, _odvg_regions(grounding, caption), width, height)
+
+
 class SampleListDataset(GroundingDatasetBase):
     """A dataset whose samples are all known when it is built (captions fixed in the file)."""
 
@@ -195,29 +235,15 @@ class GroundingJsonlDataset(SampleListDataset):
             raise DataError(f"{self.path}: no records to train on", "empty dataset")
         logger.info("%s: %d grounding records", self.path, len(self.samples))
 
-    def _parse(self, line: str, source: str) -> GroundingSample:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"invalid JSON ({exc.msg} at column {exc.colno})", "invalid JSON") from None
-        if not isinstance(record, dict) or not isinstance(record.get("filename"), str):
-            raise DataError("record has no 'filename'", "bad record")
-        grounding = record.get("grounding", record)
-        if "grounding" not in record and "detection" in record:
-            raise DataError(
-                "ODVG detection records are not read here: give detection data as COCO JSON "
-                "(CocoDetectionDataset)", "unsupported record",
-            )
-        if not isinstance(grounding, dict):
-            raise DataError("'grounding' is not an object", "bad record")
-        path = self.image_dir / record["filename"]
+    def _parse(self, text: str, source: str) -> GroundingSample:
+        line = read_odvg_line(text)
+        path = self.image_dir / line.file_name
         check_image_file(path)
-        width, height = image_size(record, path)
-        caption = _caption(grounding)
-        phrase_spans, boxes, box_phrases = group_regions(caption, _odvg_regions(grounding, caption), width, height)
+        width, height = (line.width, line.height) if line.width is not None else read_image_size(path)
+        phrase_spans, boxes, box_phrases = group_regions(line.caption, line.regions, width, height)
         return GroundingSample(
-            image_path=path, caption=caption, phrase_spans=phrase_spans, boxes=boxes,
-            box_phrases=box_phrases, image_id=record.get("image_id", record["filename"]),
+            image_path=path, caption=line.caption, phrase_spans=phrase_spans, boxes=boxes,
+            box_phrases=box_phrases, image_id=line.record.get("image_id", line.file_name),
             source=source, width=width, height=height,
         )
 

@@ -192,13 +192,6 @@ def read_image_size(path: Path) -> tuple[int, int]:
     return int(width), int(height)
 
 
-def image_size(record: dict, path: Path) -> tuple[int, int]:
-    """``(width, height)`` from a record's ``width``/``height``, else from the image file's header."""
-    if record.get("width") is not None or record.get("height") is not None:
-        return check_image_size(record.get("width"), record.get("height"))
-    return read_image_size(path)
-
-
 def check_image_size(width: object, height: object) -> tuple[int, int]:
     """A recorded image size must be two positive integers."""
     try:

@@ -1,6 +1,7 @@
 """Phrase-grounding ground truth (Flickr30K Entities style) in the two formats of the training data.
 
-**ODVG JSON Lines**, one caption per line (see `glip.data.grounding`)::
+**ODVG JSON Lines**, one caption per line, parsed by `glip.data.grounding.read_odvg_line` as in
+training::
 
     {"filename": "a.jpg", "height": 480, "width": 640, "image_id": 7,
      "grounding": {"caption": "a red star and a blue ring",
@@ -16,24 +17,23 @@ The unit of evaluation is one record (one image *and* caption); its id is the CO
 line's ``id``, else its ``image_id``, else its ``filename`` (give each line an ``id`` when several
 captions share an image).
 
-Unlike the training readers, a faulty record is never skipped (it would change the recall's
-denominator): every fault is counted and reported in one `EvaluationError`. Image files are not
+The records are checked by the training readers' checks, but a faulty record is never skipped (it
+would change the recall's denominator): every fault is counted and reported in one
+`EvaluationError` (the ``"raise_all"`` policy of `glip.data.validation.RecordErrors`). Image files are not
 needed to read the ground truth (only to run a model), so sizes must be in the file.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from glip.data.coco_json import CocoAnnotation, CocoImage, read_coco, xywh_to_xyxy
-from glip.data.grounding import group_regions
+from glip.data.grounding import group_regions, read_odvg_line
 from glip.data.validation import DataError
 from glip.evaluation.common import EvaluationError, fault_collector, read_json
 
@@ -116,49 +116,23 @@ def load_grounding_dataset(path: str | os.PathLike, image_dir: str | os.PathLike
                             Path(image_dir) if image_dir is not None else path.parent, str(path))
 
 
-def _record_size(record: dict) -> tuple[int, int]:
-    width, height = record.get("width"), record.get("height")
-    if not isinstance(width, int) or not isinstance(height, int) or width <= 0 or height <= 0:
-        raise DataError(f"needs a positive integer 'width' and 'height', got {width!r} x {height!r}", "no image size")
+def _recorded_size(width: int | None, height: int | None) -> tuple[int, int]:
+    """Boxes are compared without opening the image, so its size must be in the file."""
+    if width is None or height is None:
+        raise DataError("needs a positive integer 'width' and 'height' (the image is not opened to read them)",
+                        "no image size")
     return width, height
 
 
-def _locate(caption: str, phrase: object) -> list[Span]:
-    if not isinstance(phrase, str) or not phrase.strip():
-        raise DataError("region has neither 'tokens_positive' nor a 'phrase'", "region without spans")
-    match = re.search(re.escape(phrase.strip()), caption, re.IGNORECASE)
-    if match is None:
-        raise DataError(f"phrase {phrase!r} is not in the caption", "phrase not in the caption")
-    return [match.span()]
-
-
-def _odvg_record(line: str) -> GroundingRecord:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"invalid JSON ({exc.msg})", "invalid JSON") from None
-    if not isinstance(record, dict) or not isinstance(record.get("filename"), str):
-        raise DataError("record has no 'filename'", "record without 'filename'")
-    grounding = record.get("grounding")
-    if not isinstance(grounding, dict) or not isinstance(grounding.get("caption"), str) \
-            or not isinstance(grounding.get("regions"), list):
-        raise DataError("needs 'grounding': {'caption', 'regions'}", "record without grounding")
-    width, height = _record_size(record)
-    caption = grounding["caption"]
-    pairs = []
-    for region in grounding["regions"]:
-        if not isinstance(region, dict) or "bbox" not in region:
-            raise DataError(f"region {region!r} has no 'bbox'", "region without 'bbox'")
-        spans = region.get("tokens_positive") or _locate(caption, region.get("phrase"))
-        boxes = region["bbox"]
-        boxes = boxes if boxes and all(isinstance(b, (list, tuple)) for b in boxes) else [boxes]
-        pairs.extend((spans, box) for box in boxes)
-    phrase_spans, boxes, box_phrases = group_regions(caption, pairs, width, height)
-    key = "id" if "id" in record else "image_id"
-    image_id = record.get(key, record["filename"])
+def _odvg_record(text: str) -> GroundingRecord:
+    line = read_odvg_line(text)
+    width, height = _recorded_size(line.width, line.height)
+    phrase_spans, boxes, box_phrases = group_regions(line.caption, line.regions, width, height)
+    key = "id" if "id" in line.record else "image_id"
+    image_id = line.record.get(key, line.file_name)
     if not isinstance(image_id, (int, str)) or isinstance(image_id, bool):
         raise DataError(f"'{key}' {image_id!r} is not an integer or a string", "bad image id")
-    return GroundingRecord(image_id, record["filename"], width, height, caption, phrase_spans,
+    return GroundingRecord(image_id, line.file_name, width, height, line.caption, phrase_spans,
                            boxes.astype(np.float64), box_phrases)
 
 
@@ -201,7 +175,7 @@ def _mdetr_record(image: CocoImage, annotations: list[CocoAnnotation]) -> Ground
     caption = image.record.get("caption")
     if not isinstance(caption, str) or not caption.strip():
         raise DataError("image record has no 'caption'", "image without 'caption'")
-    width, height = _record_size(image.record)
+    width, height = _recorded_size(image.width, image.height)
     pairs = [(a.record.get("tokens_positive"), xywh_to_xyxy(a.bbox)) for a in annotations if not a.iscrowd]
     phrase_spans, boxes, box_phrases = group_regions(caption, pairs, width, height)
     return GroundingRecord(image.id, image.file_name, width, height, caption, phrase_spans,
