@@ -13,7 +13,8 @@ import json
 import logging
 import os
 import re
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -205,17 +206,37 @@ def read_official_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file (0 bytes); download or save the checkpoint again")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any unpickling failure means "not a checkpoint we can read"
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({type(error).__name__}: "
-                              f"{str(error).splitlines()[0][:200]})") from error
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_load_failure(error)})") from error
     state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, Mapping) else None
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path} holds no state dict (expected {{'model': state_dict}} or a state dict)")
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     return dict(state)
+
+
+def _load_failure(error: Exception) -> str:
+    """What a failed ``torch.load(weights_only=True)`` means, in one short clause of ours: torch's own
+    text runs to paragraphs and advises ``weights_only=False``, which would let the file run code."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()  # without terminal colour codes
+    if isinstance(error, EOFError) or "PytorchStreamReader" in text:
+        return "truncated or damaged; download or save it again"
+    unsupported = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if unsupported:
+        return (f"it holds Python objects besides tensors ({unsupported.group(1)}), which are not unpickled because "
+                "that could run code; a checkpoint of glip train becomes a model file with "
+                "'glip convert CHECKPOINT OUT.safetensors', other files can keep the tensors alone: "
+                "torch.save({'model': model.state_dict()}, path)")
+    if "Weights only load failed" in text or "invalid load key" in text:
+        return "its bytes are not a PyTorch pickle or archive; check that the file is a .pth checkpoint"
+    first = text.splitlines()[0] if text else ""
+    sentence = re.split(r"(?<=[.!?])\s", first, maxsplit=1)[0]
+    return f"{type(error).__name__}: {sentence}" if sentence else type(error).__name__
 
 
 def infer_config(state: Mapping[str, torch.Tensor]) -> GLIPConfig:
@@ -428,11 +449,40 @@ def save_glip(model: GLIP, path: str | os.PathLike, extra_metadata: dict[str, st
         # Smaller files (e.g. float16 for a shipped model); loading casts back to the model's dtype.
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
         metadata["stored_dtype"] = str(dtype).removeprefix("torch.")
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
-    path.with_suffix(".json").write_text(config_json + "\n")
+    write_atomically(path, lambda temporary: save_file(state, str(temporary), metadata=metadata))
+    write_atomically(path.with_suffix(".json"), lambda temporary: temporary.write_text(config_json + "\n"))
     return path
+
+
+def write_atomically(path: Path, write: Callable[[Path], object]) -> Path:
+    """Call ``write(temporary)`` on a new file beside ``path``, then rename it over ``path`` in one step:
+    readers never see a half-written file. The file gets the permissions of any new file (0666 less
+    the umask, usually 0644), not the 0600 of a temporary file; a failed write leaves nothing behind.
+    """
+    descriptor, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(descriptor)
+    temporary = Path(name)
+    try:
+        write(temporary)
+        os.chmod(temporary, 0o666 & ~_umask())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where the system allows (Linux)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere the only way to read it is to set it, briefly
+    os.umask(mask)
+    return mask
 
 
 def load_glip(path: str | os.PathLike, config: GLIPConfig | str | None = None) -> GLIP:
