@@ -1,9 +1,11 @@
-"""Helpers of the serving tests: images as upload bytes, a header-only huge PNG, result comparison."""
+"""Helpers of the serving tests: images as upload bytes, a header-only huge PNG, result comparison,
+a model call that runs until it is cancelled."""
 
 from __future__ import annotations
 
 import io
 import struct
+import threading
 import zlib
 from pathlib import Path
 
@@ -43,3 +45,27 @@ def assert_same_result(got: dict, expected: dict, score_tol: float = 1e-4, box_t
         assert a["phrase"] == b["phrase"] and a["phrase_index"] == b["phrase_index"]
         assert abs(a["score"] - b["score"]) <= score_tol
         assert max(abs(x - y) for x, y in zip(a["bbox_xyxy"], b["bbox_xyxy"])) <= box_tol
+
+
+def slow_for(predictor, monkeypatch, word: str = "slowpoke", chunk_s: float = 1.0) -> dict:
+    """Make a prompt containing ``word`` run until cancelled, polling ``cancelled`` between "prompt
+    chunks" of ``chunk_s`` as the predictor does (a 5,000-class request would take minutes); other
+    prompts run the real model."""
+    from glip.engine import DetectionCancelled
+
+    seen = {"started": threading.Event(), "cancelled": threading.Event()}
+    detect = predictor.detect
+
+    def slow_detect(images, **options):
+        if word not in (options.get("classes") or ()):
+            return detect(images, **options)
+        seen["started"].set()
+        for _ in range(int(30 / chunk_s)):
+            if options["cancelled"]():
+                seen["cancelled"].set()
+                raise DetectionCancelled("detection cancelled")
+            threading.Event().wait(chunk_s)  # one prompt chunk
+        raise AssertionError("the slow request was never cancelled")
+
+    monkeypatch.setattr(predictor, "detect", slow_detect)
+    return seen

@@ -1,14 +1,16 @@
-"""The HTTP API with FastAPI's TestClient: uploads good and bad, prompts, adapters, batching, 503, 504."""
+"""The HTTP API with FastAPI's TestClient: uploads good and bad, prompts, adapters, batching, limits,
+503, 504 and the work of a timed-out request being stopped, request counters, the OpenAPI schema."""
 
 from __future__ import annotations
 
 import base64
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from serving_support import CLASSES, assert_same_result, huge_png_header, image_bytes
+from serving_support import CLASSES, assert_same_result, huge_png_header, image_bytes, slow_for
 
 pytest.importorskip("fastapi", reason="the API tests need the serve extra: pip install -e '.[serve]'")
 
@@ -23,22 +25,26 @@ def _single(predictor, data: bytes, threshold: float = 0.3) -> dict:
     """The predictor's own answer for one image alone (batch of one)."""
     from glip.serving.uploads import decode_upload
 
-    return predictor.detect([decode_upload(data, 10**8)], classes=CLASSES, threshold=threshold)[0].to_dict()
+    return predictor.detect([decode_upload(data, 10**8).pixels], classes=CLASSES, threshold=threshold)[0].to_dict()
 
 
-def test_health_models_docs_and_page(make_client):
-    client = make_client()
+def test_health_models_docs_and_page(make_client, predictor):
+    client = make_client(max_classes=7, max_prompt_chunks=3)
     assert client.get("/healthz").json()["status"] == "ok"
     models = client.get("/v1/models").json()
     assert models["model"]["name"] == "glip-tiny"
     assert models["adapters"] == [{"name": "task", "mode": "linear", "categories": ["triangle", "cross"],
                                    "num_parameters": 1}]
+    limits = models["limits"]
+    assert (limits["max_classes"], limits["max_prompt_chunks"], limits["max_prompt_chars"]) == (7, 3, 20_000)
+    assert limits["max_caption_tokens"] == predictor.max_length and limits["max_pixels"] == 25_000_000
     assert client.get("/docs").status_code == 200
     body = client.get("/openapi.json").json()["paths"]["/v1/detect"]["post"]["requestBody"]["content"]
     assert set(body) == {"multipart/form-data", "application/json"}
     page = client.get("/")
     assert page.status_code == 200 and "<canvas" in page.text and "/static/app.js" in page.text
-    assert "phraseColour" in client.get("/static/app.js").text
+    assert "phraseColour" in client.get("/static/app.js").text and 'id="all-names-input"' in page.text
+    assert "all_names" in client.get("/static/app.js").text
 
 
 def test_multipart_and_json_give_the_predictors_result(make_client, predictor):
@@ -116,6 +122,110 @@ def test_bad_prompts(make_client):
     assert wrong_json.status_code == 422 and "image" in wrong_json.json()["detail"]
 
 
+def test_boxes_come_back_in_the_pixels_of_the_upload(make_client, predictor):
+    client = make_client()
+    data = image_bytes(200, seed=8)  # shrunk to the 64 px input right after decoding
+    response = _detect(client, data, threshold="0.2")
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert (result["width"], result["height"]) == (200, 200) and result["detections"]
+    assert_same_result(result, _single(predictor, data, threshold=0.2))  # the whole picture through the predictor
+    assert max(v for d in result["detections"] for v in d["bbox_xyxy"]) > 64  # not in the 64 px frame
+
+
+def test_all_names_reaches_the_predictor(make_client, predictor, monkeypatch):
+    seen: list[bool] = []
+    detect = predictor.detect
+
+    def recording_detect(images, **options):
+        seen.append(options["all_names"])
+        return detect(images, **options)
+
+    monkeypatch.setattr(predictor, "detect", recording_detect)
+    client = make_client()
+    data = image_bytes(64, seed=9)
+    everything = _detect(client, data, all_names="true")
+    default = _detect(client, data)
+    as_json = client.post("/v1/detect", json={"image": base64.b64encode(data).decode(), "classes": CLASSES,
+                                              "threshold": 0.3, "all_names": True})
+    assert (everything.status_code, default.status_code, as_json.status_code) == (200, 200, 200)
+    assert seen == [True, False, True]
+    assert len(everything.json()["detections"]) >= len(default.json()["detections"])
+    assert _detect(client, data, all_names="maybe").status_code == 422
+
+
+def test_limits_refuse_too_much_before_the_model_runs(make_client, predictor, monkeypatch):
+    calls: list[int] = []
+    detect = predictor.detect
+    monkeypatch.setattr(predictor, "detect", lambda images, **options: calls.append(1) or detect(images, **options))
+    client = make_client(max_classes=50, max_prompt_chars=400, max_prompt_chunks=2)
+    data = image_bytes(64, seed=11)
+    too_many = _detect(client, data, classes=",".join(f"c{i}" for i in range(51)))
+    assert too_many.status_code == 413 and "51 classes in one request; this server takes at most 50" in \
+        too_many.json()["detail"]
+    as_json = client.post("/v1/detect", json={"image": base64.b64encode(data).decode(),
+                                              "classes": [f"c{i}" for i in range(51)]})
+    assert as_json.status_code == 413 and "51 classes" in as_json.json()["detail"]
+    long_text = _detect(client, data, classes="x" * 401)
+    assert long_text.status_code == 413 and "401" in long_text.json()["detail"] and "characters" in \
+        long_text.json()["detail"]
+    names = [f"shape number {i}" for i in range(150)]  # 4 tokens each and a "."
+    chunks = len(predictor.build_prompts(names))
+    assert chunks > 2, "the test needs a class list of more than two chunks"
+    client = make_client(max_classes=200, max_prompt_chunks=2)
+    chunked = _detect(client, data, classes=",".join(names))
+    assert chunked.status_code == 413 and f"make {chunks} prompt chunks" in chunked.json()["detail"]
+    window = predictor.max_length
+    caption = " ".join(["star"] * window)  # window + 2 tokens with [CLS] and [SEP]
+    long_caption = _detect(client, data, classes="", caption=caption)
+    assert long_caption.status_code == 413 and f"the model reads at most {window}" in long_caption.json()["detail"]
+    assert calls == [], "a request over a limit must be refused before the model runs"
+    fits = _detect(client, data, classes=",".join(names[:3]))
+    assert fits.status_code == 200 and calls == [1]
+    counts = client.get("/healthz").json()["requests"]
+    assert counts == {"ok": 1, "client_errors": 2, "server_errors": 0, "busy": 0, "timed_out": 0,
+                      "disconnected": 0}
+
+
+def test_client_errors_are_not_server_failures(make_client):
+    client = make_client()
+    data = image_bytes(64, seed=12)
+    for response in (_detect(client, b"not a picture", "notes.txt"), _detect(client, data, classes=" , "),
+                     _detect(client, data, classes="", caption="a star", phrases="moon"),
+                     _detect(client, data, threshold="2"), _detect(client, data, classes="", adapter="nope")):
+        assert 400 <= response.status_code < 500, response.text
+    assert _detect(client, data).status_code == 200
+    health = client.get("/healthz").json()
+    assert health["status"] == "ok"
+    assert health["requests"]["client_errors"] == 5 and health["requests"]["ok"] == 1
+    assert health["requests"]["server_errors"] == 0 and health["stats"]["errors"] == 0
+
+
+def test_openapi_schema_says_what_the_server_accepts(make_client):
+    jsonschema = pytest.importorskip("jsonschema")
+    client = make_client(max_classes=3)
+    content = client.get("/openapi.json").json()["paths"]["/v1/detect"]["post"]["requestBody"]["content"]
+    schema = content["application/json"]["schema"]
+    image = {"image": "aGVsbG8="}
+    accepted = [{"classes": ["star"]}, {"classes": "star, square"}, {"caption": "a star", "phrases": ["star"]},
+                {"adapter": "task"}, {"adapter": "task", "classes": ["triangle", "cross"]},
+                {"classes": ["star"], "threshold": 0, "all_names": True}]
+    refused = [{"classes": ["star"], "caption": "a star"}, {}, {"phrases": ["star"], "classes": ["star"]},
+               {"caption": "a star", "adapter": "task"}, {"classes": ["star"], "threshold": 1.5},
+               {"classes": ["a", "b", "c", "d"]}, {"caption": "a star", "all_names": "yes"}]
+    validator = jsonschema.Draft202012Validator(schema)
+    for body in accepted:
+        assert validator.is_valid({**image, **body}), body
+    for body in refused:
+        assert not validator.is_valid({**image, **body}), body
+    form = content["multipart/form-data"]["schema"]
+    assert form["properties"]["all_names"]["type"] == "boolean" and form["oneOf"] == schema["oneOf"]
+    # and the server agrees with the schema about the ones it refuses
+    data = base64.b64encode(image_bytes(64, seed=13)).decode()
+    for body in refused:
+        assert client.post("/v1/detect", json={**body, "image": data}).status_code in (413, 422), body
+
+
 def test_concurrent_requests_are_batched_without_cross_talk(make_client, predictor, monkeypatch):
     sizes: list[int] = []
     detect = predictor.detect
@@ -185,4 +295,51 @@ def test_timeout_answers_504(make_client, predictor, monkeypatch):
     finally:
         release.set()
     assert response.status_code == 504 and "no answer within 0.3 s" in response.json()["detail"]
-    assert client.get("/healthz").json()["stats"]["timed_out"] == 1
+    health = client.get("/healthz").json()
+    assert health["stats"]["timed_out"] == 1 and health["requests"]["timed_out"] == 1
+
+
+def test_a_timed_out_request_is_stopped_and_the_next_one_answered_promptly(make_client, predictor, monkeypatch):
+    seen = slow_for(predictor, monkeypatch)
+    client = make_client(max_batch=1, batch_window_ms=0, request_timeout_s=1.5)
+    data = image_bytes(64, seed=14)
+    with ThreadPoolExecutor(2) as pool:
+        running = pool.submit(_detect, client, data, classes="slowpoke")
+        assert seen["started"].wait(10)
+        queued = pool.submit(_detect, client, data, classes="slowpoke, star")  # times out behind it
+        assert running.result().status_code == 504 and queued.result().status_code == 504
+    started = time.perf_counter()
+    good = _detect(client, data)  # the worker is free again after at most one chunk (1 s)
+    assert good.status_code == 200, good.text
+    assert time.perf_counter() - started < 1.4, "the worker should be free again within one chunk"
+    assert seen["cancelled"].is_set()
+    health = client.get("/healthz").json()
+    assert health["requests"]["timed_out"] == 2 and health["requests"]["ok"] == 1
+    assert (health["stats"]["stopped"], health["stats"]["dropped"], health["stats"]["errors"]) == (1, 1, 0)
+    assert health["requests"]["server_errors"] == 0 and health["running"] == 0
+
+
+def test_decodes_run_at_most_max_decodes_at_a_time(make_client, monkeypatch):
+    import glip.serving.app as app_module
+
+    active, peak, lock = [0], [0], threading.Lock()
+    decode = app_module.decode_upload
+
+    def slow_decode(*args):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        threading.Event().wait(0.1)
+        try:
+            return decode(*args)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(app_module, "decode_upload", slow_decode)
+    client = make_client(max_decodes=2)
+    uploads = [image_bytes(64, seed=20 + i) for i in range(6)]
+    with ThreadPoolExecutor(len(uploads)) as pool:
+        responses = list(pool.map(lambda data: _detect(client, data), uploads))
+    assert all(r.status_code == 200 for r in responses)
+    assert peak[0] == 2, f"{peak[0]} decodes ran at the same time; the limit is 2"

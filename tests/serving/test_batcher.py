@@ -1,4 +1,5 @@
-"""The batcher alone: grouping by key, batch size caps, isolation of failures, queue bound, timeouts."""
+"""The batcher alone: grouping by key, batch size caps, isolation of failures, queue bound, timeouts,
+and cancellation of work nobody waits for."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ class Recorder:
         self.gate = gate
         self.entered = threading.Event()
 
-    def __call__(self, key, items):
+    def __call__(self, key, items, cancelled):
         self.entered.set()
         if self.gate is not None:
             self.gate.wait(5)
@@ -118,3 +119,92 @@ def test_timeout_gives_up_and_skips_the_item():
     stats = asyncio.run(scenario())
     assert [items for _, items in recorder.calls] == [[0]]  # item 1 was never run
     assert stats.timed_out == 1
+
+
+class Stoppable:
+    """A fake model call that runs until ``cancelled()`` (then raises, as the predictor does) or until
+    ``finish`` is set; ``saw_cancel`` tells whether it saw the cancellation."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.finish = threading.Event()
+        self.saw_cancel = threading.Event()
+
+    def __call__(self, key, items, cancelled):
+        self.entered.set()
+        while not self.finish.wait(0.01):
+            if cancelled():
+                self.saw_cancel.set()
+                raise RuntimeError("detection cancelled")
+        return [f"{key}:{item}" for item in items]
+
+
+def test_a_running_call_whose_requests_all_timed_out_is_stopped():
+    model = Stoppable()
+
+    async def scenario():
+        batcher = Batcher(model, max_batch=1, window_s=0.0)
+        await batcher.start()
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(TimeoutError):
+            await batcher.submit("slow", 0, 0.1)
+        for _ in range(200):  # the worker notices within one poll
+            if batcher.idle:
+                break
+            await asyncio.sleep(0.01)
+        model.finish.set()  # from now on calls return at once
+        after = await batcher.submit("good", 1, 5)
+        elapsed = asyncio.get_running_loop().time() - started
+        await batcher.stop()
+        return after, elapsed, batcher.stats
+
+    after, elapsed, stats = asyncio.run(scenario())
+    assert model.saw_cancel.is_set() and after == "good:1" and elapsed < 2.0
+    assert (stats.timed_out, stats.stopped, stats.errors, stats.dropped) == (1, 1, 0, 0)
+
+
+def test_a_call_keeps_running_while_one_of_its_requests_still_waits():
+    model = Stoppable()
+
+    async def scenario():
+        batcher = Batcher(model, max_batch=2, window_s=0.05)
+        await batcher.start()
+        patient = asyncio.ensure_future(batcher.submit("k", 0, 5))
+        with pytest.raises(TimeoutError):
+            await batcher.submit("k", 1, 0.2)  # same batch as item 0
+        await asyncio.sleep(0.1)
+        model.finish.set()
+        result = await patient
+        await batcher.stop()
+        return result, batcher.stats
+
+    result, stats = asyncio.run(scenario())
+    assert result == "k:0" and not model.saw_cancel.is_set()
+    assert stats.batch_sizes == {2: 1} and stats.stopped == 0 and stats.timed_out == 1
+
+
+def test_a_caller_that_goes_away_is_dropped_from_the_queue_or_stopped():
+    model = Stoppable()
+
+    async def scenario():
+        batcher = Batcher(model, max_batch=1, window_s=0.0)
+        await batcher.start()
+        running = asyncio.ensure_future(batcher.submit("a", 0, 5))
+        while not model.entered.is_set():
+            await asyncio.sleep(0.005)
+        queued = asyncio.ensure_future(batcher.submit("a", 1, 5))
+        await asyncio.sleep(0.02)
+        queued.cancel()  # what the app does when the client disconnects
+        running.cancel()
+        await asyncio.gather(running, queued, return_exceptions=True)
+        for _ in range(200):
+            if batcher.idle:
+                break
+            await asyncio.sleep(0.01)
+        idle = batcher.idle
+        await batcher.stop()
+        return idle, batcher.stats
+
+    idle, stats = asyncio.run(scenario())
+    assert idle and model.saw_cancel.is_set()
+    assert (stats.abandoned, stats.stopped, stats.dropped, stats.batches) == (2, 1, 1, 1)

@@ -2,13 +2,18 @@
 
 Endpoints:
     ``POST /v1/detect``: one image (multipart file or base64 in JSON) and a prompt -> the
-        predictor's detection JSON (`ImageDetections.to_dict`).
-    ``GET /v1/models``: the base model and the loaded adapters.
-    ``GET /healthz``: liveness plus queue and batching counters.
+        predictor's detection JSON (`ImageDetections.to_dict`), boxes in the upload's pixels.
+    ``GET /v1/models``: the base model, the loaded adapters and the server's limits.
+    ``GET /healthz``: liveness plus request outcomes, queue and batching counters.
     ``GET /``: the web page (``static/``); ``/docs``: the OpenAPI documentation.
 
-Images are decoded on the request's own thread; the model runs on one worker thread fed by a
-`Batcher`, which groups concurrent requests with the same prompt, adapter and threshold.
+What one request may cost is bounded before the model runs: its body and pixels (`uploads`) and
+its prompt (`limits`: classes, characters, caption tokens, prompt chunks). Images are decoded on a
+pool of ``max_decodes`` threads and shrunk at once to the model's input size, so memory does not
+grow with the number of clients. The model runs on one worker thread fed by a `Batcher`, which
+groups concurrent requests with the same prompt, adapter, threshold and ``all_names``. A request
+that times out or whose client goes away is dropped from the queue, or stopped between prompt
+chunks if running; free memory goes back to the OS when the server falls idle (`memory`).
 
 Example:
     >>> import uvicorn  # doctest: +SKIP
@@ -18,14 +23,18 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from PIL import Image
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -33,17 +42,57 @@ from glip import __version__
 from glip.predictor import GLIPPredictor
 from glip.serving.batcher import Batcher, QueueFullError
 from glip.serving.config import ServeConfig
-from glip.serving.schemas import (MULTIPART_SCHEMA, DetectJSONRequest, DetectKey, DetectOptions, DetectResponse,
-                                  ErrorResponse, PromptError, detect_key)
-from glip.serving.uploads import BodySizeLimit, UploadError, decode_base64, decode_upload
+from glip.serving.limits import RequestTooLarge, check_prompt
+from glip.serving.memory import IdleMemoryRelease
+from glip.serving.schemas import (DetectJSONRequest, DetectKey, DetectOptions, DetectResponse, ErrorResponse,
+                                  PromptError, detect_key, request_schema)
+from glip.serving.uploads import BodySizeLimit, DecodedImage, UploadError, decode_base64, decode_upload
 
 logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 _ERRORS = {status: {"model": ErrorResponse, "description": text} for status, text in {
-    404: "unknown adapter", 413: "body or image too large", 415: "neither JSON nor a multipart form",
-    422: "not an image, empty prompt, bad field", 503: "queue full (see Retry-After)", 504: "timed out"}.items()}
+    404: "unknown adapter",
+    413: "too much: body, pixels, classes, prompt characters, caption tokens or prompt chunks over a limit",
+    415: "neither JSON nor a multipart form",
+    422: "malformed: not an image, an empty or ambiguous prompt, a field out of range",
+    503: "queue full (see Retry-After)",
+    504: "no answer in time (the request's work is dropped or stopped)"}.items()}
+_LIST_FIELDS = ("classes", "phrases")  # repeatable form fields
+_FORM_FIELDS = (*_LIST_FIELDS, "caption", "threshold", "adapter", "all_names")
+DISCONNECT_POLL_S = 0.25  # how often a waiting request checks that its client is still there
+CLIENT_GONE = 499  # never reaches anyone: the outcome of a request whose client went away
+
+
+class ClientGone(Exception):
+    """The client closed the connection before its answer was ready."""
+
+
+@dataclass
+class RequestCounts:
+    """Outcomes of ``POST /v1/detect`` since start, by kind: a client's mistake is not a failure."""
+
+    ok: int = 0  # 200
+    client_errors: int = 0  # 4xx: a bad upload, prompt or field, a limit exceeded, an unknown adapter
+    server_errors: int = 0  # 500: the model call failed
+    busy: int = 0  # 503: queue full
+    timed_out: int = 0  # 504
+    disconnected: int = 0  # the client went away before its answer
+
+    def count(self, status: int) -> None:
+        if status == CLIENT_GONE:
+            self.disconnected += 1
+        elif status == 503:
+            self.busy += 1
+        elif status == 504:
+            self.timed_out += 1
+        elif status >= 500:
+            self.server_errors += 1
+        elif status >= 400:
+            self.client_errors += 1
+        else:
+            self.ok += 1
 
 
 def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -56,18 +105,21 @@ def _validation_message(error: ValidationError) -> str:
 
 
 def make_run_batch(predictor: GLIPPredictor):
-    """The model call of the batcher: one ``predictor.detect`` for a group of images sharing a key."""
+    """The model call of the batcher: one ``predictor.detect`` for a group of images sharing a key,
+    stopped between prompt chunks once ``cancelled()``; boxes go back to original-image pixels."""
 
-    def run_batch(key: DetectKey, images: list[Image.Image]) -> list[dict]:
-        results = predictor.detect(images, classes=list(key.classes) if key.classes else None, caption=key.caption,
+    def run_batch(key: DetectKey, images: list[DecodedImage], cancelled: Callable[[], bool]) -> list[dict]:
+        results = predictor.detect([image.pixels for image in images],
+                                   classes=list(key.classes) if key.classes else None, caption=key.caption,
                                    phrases=list(key.phrases) if key.phrases else None, threshold=key.threshold,
-                                   batch_size=len(images), adapter=key.adapter)
-        return [result.to_dict() for result in results]
+                                   batch_size=len(images), adapter=key.adapter, all_names=key.all_names,
+                                   cancelled=cancelled)
+        return [image.to_original(result.to_dict()) for image, result in zip(images, results)]
 
     return run_batch
 
 
-async def _read_request(request: Request, config: ServeConfig) -> tuple[DetectOptions, bytes, str | None]:
+async def _read_request(request: Request) -> tuple[DetectOptions, bytes, str | None]:
     """The options, the image bytes and the file name of a JSON or multipart detection request."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json"):
@@ -81,9 +133,8 @@ async def _read_request(request: Request, config: ServeConfig) -> tuple[DetectOp
             upload = form.get("image")
             if upload is None or isinstance(upload, str):
                 raise UploadError("no image: send the picture as a file in the form field 'image'")
-            fields = {name: form.getlist(name) for name in ("classes", "caption", "phrases", "threshold", "adapter")}
-            values = {"classes": fields["classes"] or None, "phrases": fields["phrases"] or None,
-                      **{name: fields[name][-1] for name in ("caption", "threshold", "adapter") if fields[name]}}
+            fields = {name: form.getlist(name) for name in _FORM_FIELDS}
+            values = {name: (found if name in _LIST_FIELDS else found[-1]) for name, found in fields.items() if found}
             try:
                 options = DetectOptions.model_validate(values)
             except ValidationError as error:
@@ -93,29 +144,52 @@ async def _read_request(request: Request, config: ServeConfig) -> tuple[DetectOp
                       "'image' file, or application/json with base64 'image'", status_code=415)
 
 
+async def _unless_client_gone(request: Request, work: Awaitable[Any]) -> Any:
+    """The result of ``work``; if the client disconnects first, ``work`` is cancelled and `ClientGone`
+    raised (checked every `DISCONNECT_POLL_S`: nothing else reads the connection meanwhile)."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                raise ClientGone()
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
 def create_app(predictor: GLIPPredictor, config: ServeConfig | None = None, weights: str | None = None) -> FastAPI:
     """The server application around ``predictor`` (see the module docstring).
 
     Args:
         predictor: the model, with any adapters already added.
-        config: batching, queue, timeout and size limits.
+        config: batching, queue, timeout and request limits.
         weights: where the model came from, reported by ``GET /v1/models``.
     """
     config = config or ServeConfig()
     batcher = Batcher(make_run_batch(predictor), config.max_batch, config.batch_window_ms / 1000, config.queue_size)
+    memory = IdleMemoryRelease(busy=lambda: not batcher.idle)
+    counts = RequestCounts()
+    decoders: list[ThreadPoolExecutor] = []  # the decoding pool of the running app (made by the lifespan)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        decoders.append(ThreadPoolExecutor(max_workers=config.max_decodes, thread_name_prefix="glip-decode"))
         await batcher.start()
         try:
             yield
         finally:
             await batcher.stop()
+            decoders.pop().shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="GLIP", version=__version__, lifespan=lifespan,
                   description="Zero-shot detection and phrase grounding: upload an image, name what to find.")
     app.state.batcher = batcher
     app.state.config = config
+    app.state.counts = counts
     app.add_middleware(BodySizeLimit, max_bytes=config.max_upload_bytes)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
@@ -123,52 +197,70 @@ def create_app(predictor: GLIPPredictor, config: ServeConfig | None = None, weig
     async def page() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html")
 
-    @app.get("/healthz", summary="liveness, queue and batching counters")
+    @app.get("/healthz", summary="liveness, request outcomes, queue and batching counters")
     async def healthz() -> dict:
-        return {"status": "ok", "waiting": batcher.waiting, "stats": batcher.stats.to_dict()}
+        return {"status": "ok", "waiting": batcher.waiting, "running": batcher.running,
+                "requests": asdict(counts), "stats": batcher.stats.to_dict(), "memory_releases": memory.releases}
 
-    @app.get("/v1/models", summary="the base model and the loaded adapters")
+    @app.get("/v1/models", summary="the base model, the loaded adapters and the server's limits")
     async def models() -> dict:
         model_config = predictor.model.config
         return {
             "model": {"name": model_config.name, "weights": weights, "device": str(predictor.device),
-                      "input_min_size": model_config.input.min_size, "max_text_tokens": predictor.max_length},
+                      "input_min_size": model_config.input.min_size, "input_max_size": model_config.input.max_size,
+                      "max_text_tokens": predictor.max_length},
             "adapters": [{"name": a.name, "mode": a.mode, "categories": a.category_names,
                           "num_parameters": a.num_parameters()} for a in predictor.adapters.values()],
-            "limits": {"max_batch": config.max_batch, "max_upload_bytes": config.max_upload_bytes,
-                       "max_pixels": config.max_pixels, "request_timeout_s": config.request_timeout_s},
+            "limits": {**config.limits(), "max_caption_tokens": predictor.max_length},
         }
 
-    @app.post("/v1/detect", summary="detect classes or caption phrases in one image", response_model=DetectResponse,
-              responses=_ERRORS, openapi_extra={"requestBody": {"required": True, "content": {
-                  "multipart/form-data": {"schema": MULTIPART_SCHEMA},
-                  "application/json": {"schema": DetectJSONRequest.model_json_schema()}}}})
-    async def detect(request: Request):
+    async def answer(request: Request) -> JSONResponse:
         try:
-            options, data, filename = await _read_request(request, config)
+            options, data, filename = await _read_request(request)
             key = detect_key(options)
             if key.adapter is not None and key.adapter not in predictor.adapters:
                 known = ", ".join(sorted(predictor.adapters)) or "none loaded"
                 return _error(404, f"unknown adapter '{key.adapter}' (adapters: {known}): see GET /v1/models")
-            image = await run_in_threadpool(decode_upload, data, config.max_pixels, filename or "image")
+            await run_in_threadpool(check_prompt, key, predictor, config)
+            image = await asyncio.get_running_loop().run_in_executor(
+                decoders[0], decode_upload, data, config.max_pixels, filename or "image", predictor.model.config.input)
+            del data  # only the shrunk picture waits in the queue
+        except RequestTooLarge as error:
+            return _error(413, str(error))
         except UploadError as error:
             return _error(error.status_code, str(error))
         except PromptError as error:
             return _error(422, str(error))
         try:
-            result = await batcher.submit(key, image, config.request_timeout_s)
+            result = await _unless_client_gone(request, batcher.submit(key, image, config.request_timeout_s))
+        except ClientGone:
+            return _error(CLIENT_GONE, "the client went away before its answer")
         except QueueFullError as error:
             return _error(503, f"server busy: {error}; retry after {config.retry_after_s} s",
                           headers={"Retry-After": str(config.retry_after_s)})
         except TimeoutError:
-            return _error(504, f"no answer within {config.request_timeout_s:g} s: the server is overloaded or the "
-                               "image too large; retry later")
+            return _error(504, f"no answer within {config.request_timeout_s:g} s, so the work was stopped: the "
+                               "server is overloaded or the request too long; retry later or with fewer classes")
         except ValueError as error:  # prompt or adapter refused by the predictor
             return _error(422, str(error))
         except Exception:  # noqa: BLE001 - logged here, a one-line answer to the client
             logger.exception("detection failed")
             return _error(500, "internal error while detecting; the server log has the details")
-        return {**result, "image": filename}
+        return JSONResponse({**result, "image": filename})
+
+    @app.post("/v1/detect", summary="detect classes or caption phrases in one image", response_model=DetectResponse,
+              responses=_ERRORS, openapi_extra={"requestBody": {"required": True, "content": {
+                  "multipart/form-data": {"schema": request_schema(config.max_classes, config.max_prompt_chars,
+                                                                   multipart=True)},
+                  "application/json": {"schema": request_schema(config.max_classes, config.max_prompt_chars,
+                                                                 multipart=False)}}}})
+    async def detect(request: Request) -> JSONResponse:
+        memory.enter()
+        try:
+            response = await answer(request)
+        finally:
+            memory.leave()
+        counts.count(response.status_code)
+        return response
 
     return app
-

@@ -43,6 +43,15 @@ def build_parser(prog: str = "glip serve") -> argparse.ArgumentParser:
                         help=f"largest request body in MiB (default {_DEFAULTS.max_upload_bytes / 2**20:g})")
     parser.add_argument("--max-megapixels", type=float, default=_DEFAULTS.max_pixels / 1e6,
                         help=f"largest image in megapixels (default {_DEFAULTS.max_pixels / 1e6:g})")
+    parser.add_argument("--max-decodes", type=int, default=_DEFAULTS.max_decodes,
+                        help=f"images decoded at the same time; bounds upload memory (default {_DEFAULTS.max_decodes})")
+    parser.add_argument("--max-classes", type=int, default=_DEFAULTS.max_classes,
+                        help=f"most class names per request (default {_DEFAULTS.max_classes})")
+    parser.add_argument("--max-prompt-chars", type=int, default=_DEFAULTS.max_prompt_chars,
+                        help=f"most prompt characters per request (default {_DEFAULTS.max_prompt_chars})")
+    parser.add_argument("--max-prompt-chunks", type=int, default=_DEFAULTS.max_prompt_chunks,
+                        help=f"most prompt chunks (one model pass each) per image (default "
+                             f"{_DEFAULTS.max_prompt_chunks})")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     return parser
 
@@ -50,7 +59,9 @@ def build_parser(prog: str = "glip serve") -> argparse.ArgumentParser:
 def serve_config(args: argparse.Namespace) -> ServeConfig:
     return ServeConfig(max_batch=args.max_batch, batch_window_ms=args.batch_window_ms, queue_size=args.queue_size,
                        request_timeout_s=args.timeout, max_upload_bytes=int(args.max_upload_mb * 2**20),
-                       max_pixels=int(args.max_megapixels * 1e6))
+                       max_pixels=int(args.max_megapixels * 1e6), max_decodes=args.max_decodes,
+                       max_classes=args.max_classes, max_prompt_chars=args.max_prompt_chars,
+                       max_prompt_chunks=args.max_prompt_chunks)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,7 +13,8 @@ from pydantic import BaseModel, Field
 
 
 class DetectOptions(BaseModel):
-    """The prompt and threshold of a detection request."""
+    """The prompt and threshold of a detection request (`request_schema` documents which fields go
+    together and the server's limits)."""
 
     classes: list[str] | str | None = Field(
         None, description="class names, as a list or one comma-separated string", examples=[["star", "square"]])
@@ -23,12 +24,17 @@ class DetectOptions(BaseModel):
                                                         "phrases, or the whole caption)")
     threshold: float = Field(0.5, ge=0.0, le=1.0, description="minimum score of a returned detection")
     adapter: str | None = Field(None, description="name of a loaded adapter (tuned task); see GET /v1/models")
+    all_names: bool = Field(False, description="keep every (box, name) pair above the threshold; by default "
+                                               "each object is shown once, under its best-scoring name")
 
 
 class DetectJSONRequest(DetectOptions):
     """A JSON detection request."""
 
     image: str = Field(..., description="the image file's bytes, base64-encoded (a data: URL is accepted too)")
+    all_names: bool = Field(False, strict=True, description="true keeps every (box, name) pair above the threshold; "
+                                                            "by default each object is shown once, under its "
+                                                            "best-scoring name")
 
 
 class DetectionOut(BaseModel):
@@ -53,19 +59,54 @@ class ErrorResponse(BaseModel):
     detail: str = Field(..., description="what was wrong and how to fix it")
 
 
-# The multipart form of POST /v1/detect, for the OpenAPI document (the route reads the form itself).
-MULTIPART_SCHEMA = {
-    "type": "object",
-    "required": ["image"],
-    "properties": {
-        "image": {"type": "string", "format": "binary", "description": "an image file (PNG, JPEG, ...)"},
-        "classes": {"type": "string", "description": "comma-separated class names (or repeat the field)"},
-        "caption": {"type": "string", "description": "a free caption to ground instead of classes"},
-        "phrases": {"type": "string", "description": "a phrase of the caption to ground (repeat the field)"},
-        "threshold": {"type": "number", "default": 0.5, "minimum": 0, "maximum": 1},
-        "adapter": {"type": "string", "description": "name of a loaded adapter"},
-    },
-}
+def request_schema(max_classes: int, max_prompt_chars: int, multipart: bool) -> dict:
+    """The OpenAPI schema of a ``POST /v1/detect`` body: what the server accepts, with its limits.
+
+    Exactly one prompt: ``classes``, or ``caption`` (with optional ``phrases``), or an ``adapter``
+    alone (its own categories; ``classes`` may then repeat them). The route validates the same
+    rules itself (`detect_key`, `glip.serving.limits`); this is their documentation.
+    """
+    text = {"type": "string", "maxLength": max_prompt_chars}
+    names = {"type": "array", "items": {"type": "string"}, "maxItems": max_classes}
+    if multipart:
+        image = {"type": "string", "format": "binary", "description": "an image file (PNG, JPEG, ...)"}
+        classes = {**text, "description": f"comma-separated class names (or repeat the field); at most "
+                                          f"{max_classes} names and {max_prompt_chars} characters"}
+        phrases = {**text, "description": "a phrase of the caption to ground (repeat the field)"}
+        all_names = {"type": "boolean", "default": False, "description": "'true' keeps every (box, name) pair"}
+    else:
+        image = {"type": "string", "description": "the image file's bytes, base64-encoded (or a data: URL)"}
+        classes = {"anyOf": [names, text], "description": f"class names, a list or one comma-separated string; "
+                                                          f"at most {max_classes} names and {max_prompt_chars} "
+                                                          "characters"}
+        phrases = {"type": "array", "items": {"type": "string"}, "description": "phrases of the caption to ground"}
+        all_names = {"type": "boolean", "default": False}
+    all_names["description"] = ("keep every (box, name) pair above the threshold; by default each object is "
+                                "shown once, under its best-scoring name")
+    one_of = [
+        {"title": "detect classes", "required": ["classes"], "not": {"required": ["caption"]}},
+        {"title": "ground a caption", "required": ["caption"],
+         "not": {"anyOf": [{"required": ["classes"]}, {"required": ["adapter"]}]}},
+        {"title": "an adapter's own categories", "required": ["adapter"],
+         "not": {"anyOf": [{"required": ["classes"]}, {"required": ["caption"]}]}},
+    ]
+    return {
+        "type": "object",
+        "required": ["image"],
+        "properties": {
+            "image": image,
+            "classes": classes,
+            "caption": {**text, "description": f"a free caption to ground, at most {max_prompt_chars} characters "
+                                               "and the model's token window (max_text_tokens, GET /v1/models)"},
+            "phrases": phrases,
+            "threshold": {"type": "number", "default": 0.5, "minimum": 0, "maximum": 1,
+                          "description": "minimum score of a returned detection"},
+            "adapter": {"type": "string", "description": "name of a loaded adapter (GET /v1/models)"},
+            "all_names": all_names,
+        },
+        "oneOf": one_of,
+        "dependentRequired": {"phrases": ["caption"]},
+    }
 
 
 @dataclass(frozen=True)
@@ -77,10 +118,11 @@ class DetectKey:
     phrases: tuple[str, ...] | None
     threshold: float
     adapter: str | None
+    all_names: bool = False
 
 
 class PromptError(ValueError):
-    """A request whose prompt cannot be used (empty, or both classes and a caption)."""
+    """A request whose prompt cannot be used (empty, or both classes and a caption): 422."""
 
 
 def split_classes(classes: list[str] | str | None) -> tuple[str, ...] | None:
@@ -103,4 +145,8 @@ def detect_key(options: DetectOptions) -> DetectKey:
         raise PromptError("give either classes or a caption, not both")
     if phrases is not None and caption is None:
         raise PromptError("phrases need a caption to be found in")
-    return DetectKey(classes, caption, phrases, float(options.threshold), options.adapter or None)
+    if caption is not None and options.adapter:
+        raise PromptError(f"adapter '{options.adapter}' detects its own categories; leave out the caption "
+                          "(or the adapter)")
+    return DetectKey(classes, caption, phrases, float(options.threshold), options.adapter or None,
+                     options.all_names)

@@ -97,6 +97,7 @@ async function detect() {
     for (const p of $("phrases-input").value.split(",").map((s) => s.trim()).filter(Boolean)) form.append("phrases", p);
   }
   form.append("threshold", $("threshold-input").value);
+  form.append("all_names", $("all-names-input").checked ? "true" : "false");
   if ($("adapter-select").value) form.append("adapter", $("adapter-select").value);
   state.busy = true;
   $("detect-button").disabled = true;
@@ -153,5 +154,6 @@ $("threshold-input").addEventListener("input", (e) => {
   $("threshold-value").textContent = Number(e.target.value).toFixed(2);
 });
 $("threshold-input").addEventListener("change", () => { if (state.image) detect(); });
+$("all-names-input").addEventListener("change", () => { if (state.image) detect(); });
 $("detect-button").addEventListener("click", detect);
 loadModels();
