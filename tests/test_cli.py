@@ -245,3 +245,19 @@ def test_help_errors_and_missing_files_do_not_load_the_model_stack(tmp_path, arg
                             cwd=tmp_path)
     assert result.stdout.splitlines()[-1].endswith("False False False"), result.stdout + result.stderr
     assert result.stdout.splitlines()[-1].startswith("exit 0" if "--help" in argv else "exit 2")
+
+
+def test_official_weights_offline_fail_at_once_without_the_model_stack(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    Image.new("RGB", (20, 20)).save(tmp_path / "x.png")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GLIP_CACHE": str(tmp_path / "empty-cache")}
+    result = subprocess.run([sys.executable, "-c", _NO_TORCH_CHECK, "detect", "x.png", "--classes", "a", "--weights",
+                             "glip_tiny_model_o365_goldg.pth"], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert result.stdout.splitlines()[-1] == "exit 2 False False False"
+    assert result.stderr == ("error: glip_tiny_model_o365_goldg.pth is not in the cache and downloads are disabled "
+                             f"(offline); place glip_tiny_model_o365_goldg.pth (from https://huggingface.co/GLIPModel/"
+                             f"GLIP) at {tmp_path / 'empty-cache' / 'glip_tiny_model_o365_goldg.pth'}, or pass "
+                             "--weights PATH\n")

@@ -19,6 +19,7 @@ from pathlib import Path
 from glip.cli_errors import run_command
 from glip.cli_outputs import OutputPaths, plan_outputs, png_marker
 from glip.config import PRESETS
+from glip.hub import resolve_weights
 from glip.images import DEFAULT_MAX_MEGAPIXELS, load_image
 
 logger = logging.getLogger("glip")
@@ -107,11 +108,20 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (_, help_text) in DELEGATED.items():
         sub.add_parser(name, help=f"{help_text} (glip {name} --help)", add_help=False)
 
-    convert = sub.add_parser("convert", help="convert an official GLIP .pth to our .safetensors format")
-    convert.add_argument("official", help="official checkpoint (.pth)")
+    convert = sub.add_parser(
+        "convert", help="turn an official GLIP .pth or a training checkpoint (.pt) into our .safetensors format",
+        epilog="examples: glip convert glip_tiny_model_o365_goldg.pth glip-t.safetensors; "
+               "glip convert runs/x/checkpoints/step_00000800.pt x.safetensors --dtype float16")
+    convert.add_argument("checkpoint", help="an official checkpoint (.pth) or a training checkpoint of glip train (.pt)")
     convert.add_argument("output", help="output .safetensors (a .json config is written beside it)")
     convert.add_argument("--config", choices=["glip-t", "glip-t-a", "glip-l"],
-                         help="expected architecture (checked; inferred when omitted)")
+                         help="official checkpoints: expected architecture (checked; inferred when omitted)")
+    convert.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,
+                         help="training checkpoints: the EMA weights or (--no-ema) the trained ones "
+                              "(default: EMA when the run kept one)")
+    convert.add_argument("--dtype", choices=["float16", "float32"], default=None,
+                         help="stored floating-point type (default: the model's, float32)")
+    convert.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     _add_common(convert)
     return parser
 
@@ -125,6 +135,8 @@ def run_detect(args: argparse.Namespace) -> int:
     max_pixels = int(args.max_megapixels * 1_000_000)
     for image in args.images:
         load_image(image, max_pixels=max_pixels)  # fail fast, with the file's name, before loading the model
+    if args.weights is not None:
+        resolve_weights(args.weights)  # a missing file or an unreachable Hub answers before the model stack loads
     adapters = _read_adapters(args.adapter or [])
     out = Path(args.out)
     plan = plan_outputs(args.images, out, [f".{adapter.name}" for adapter in adapters] or [""])
@@ -169,11 +181,38 @@ def _write_detections(args: argparse.Namespace, results: list, outputs: list[Out
 
 
 def run_convert(args: argparse.Namespace) -> int:
+    """An official ``.pth`` or a training checkpoint (``.pt``, from glip train) -> our format."""
+    source, output = Path(args.checkpoint), Path(args.output)
+    if output.suffix != ".safetensors":
+        raise ValueError(f"the output is a .safetensors file (a .json config is written beside it); got {output}")
+    if not source.is_file():
+        raise FileNotFoundError(f"checkpoint {source} does not exist")
+    written = [output, output.with_suffix(".json")]
+    if any(path.exists() and path.resolve() == source.resolve() for path in written):
+        raise ValueError(f"the output {output} would replace the checkpoint it is converted from; choose another name")
+    existing = [str(path) for path in written if path.exists()]
+    if existing and not args.overwrite:
+        raise FileExistsError(f"{' and '.join(existing)} already exist{'s' if len(existing) == 1 else ''}: "
+                              "pass --overwrite to replace, or choose another output")
+    import torch
+
+    dtype = getattr(torch, args.dtype) if args.dtype else None
+    if source.suffix == ".pt":
+        from glip.training.export import export_training_checkpoint
+
+        if args.config is not None:
+            raise ValueError("--config checks official checkpoints; a training checkpoint stores its model config")
+        path = export_training_checkpoint(source, output, use_ema=args.ema, dtype=dtype)
+        print(f"converted training checkpoint {source} -> {path} and {path.with_suffix('.json')}")
+        return 0
     from glip.checkpoint import load_official, save_glip
 
-    model = load_official(args.official, args.config)
-    path = save_glip(model, args.output, {"source": Path(args.official).name})
-    print(f"converted {args.official} ({model.config.name}) -> {path} and {path.with_suffix('.json')}")
+    if args.ema is not None:
+        raise ValueError(f"--ema/--no-ema choose the weights of a training checkpoint (.pt); {source.name} is "
+                         "read as an official checkpoint")
+    model = load_official(source, args.config)
+    path = save_glip(model, output, {"source": source.name}, dtype=dtype)
+    print(f"converted {source} ({model.config.name}) -> {path} and {path.with_suffix('.json')}")
     return 0
 
 
