@@ -9,12 +9,12 @@ so a prompt tuned in training is the very prompt met at evaluation and inference
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from glip.data.coco_json import read_json_file
 from glip.evaluation.detection_data import DetectionDataset, load_detection_dataset
 from glip.evaluation.prompts import build_prompt
 from glip.prompts import Prompt, tokenize_prompt
@@ -26,14 +26,12 @@ class TaskError(ValueError):
 
 
 def check_training_set(annotation_file: str | os.PathLike) -> None:
-    """Refuse a training file with no images or no boxes before anything is built from it."""
+    """Refuse a training file with no images or no boxes before anything is built from it (its
+    records are checked by `load_task`)."""
     path = Path(annotation_file)
     if not path.is_file():
         raise TaskError(f"training file {path} does not exist")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise TaskError(f"{path} is not valid JSON ({error.msg}, line {error.lineno})") from None
+    data = read_json_file(path, "training file")
     if not isinstance(data, dict) or not data.get("images") or not data.get("annotations"):
         raise TaskError(f"the training set {path} is empty (no images or no boxes): nothing to tune on")
 
