@@ -146,7 +146,8 @@ def read_coco(data: object, errors: RecordErrors, needs_categories: bool = True)
         errors: the collector (its ``file`` names the records); faults of the whole file (not a
             COCO dict, no image, no category, a faulty category) are always raised.
         needs_categories: False for files whose boxes need no category (MDETR grounding): then
-            a missing ``categories`` list is no fault and ``category_id`` is not checked.
+            ``categories`` is not read (``CocoFile.categories`` is empty) and ``category_id`` is
+            not checked.
     """
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) or (
             needs_categories and not isinstance(data.get("categories"), list)):
@@ -155,7 +156,7 @@ def read_coco(data: object, errors: RecordErrors, needs_categories: bool = True)
     annotations = data.get("annotations", [])
     if not isinstance(annotations, list):
         errors.fail("'annotations' is not a list", "invalid JSON")
-    categories = _read_categories(data.get("categories", []), errors, needs_categories)
+    categories = _read_categories(data["categories"], errors) if needs_categories else []
     known_categories = {c.id for c in categories} if needs_categories else None
     images, rejected = _read_images(data["images"], known_categories, errors)
     kept, faulty = _read_annotations(annotations, images, rejected, known_categories, errors)
@@ -163,10 +164,8 @@ def read_coco(data: object, errors: RecordErrors, needs_categories: bool = True)
                     [a for a in kept if a.image_id not in faulty], len(data["images"]))
 
 
-def _read_categories(records: object, errors: RecordErrors, needs_categories: bool) -> list[CocoCategory]:
-    if not isinstance(records, list):
-        errors.fail("'categories' is not a list", "invalid JSON")
-    if needs_categories and not records:
+def _read_categories(records: list, errors: RecordErrors) -> list[CocoCategory]:
+    if not records:
         errors.fail("the 'categories' list is empty: there is nothing to detect", "bad category")
     faults = RecordErrors("raise_all", errors.file, errors.error_type)  # never skipped
     categories: list[CocoCategory] = []
