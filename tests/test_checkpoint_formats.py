@@ -87,3 +87,14 @@ def test_unreadable_pth_gets_one_clean_line(tmp_path, content, reason):
     assert message.startswith(f"{path}: ") and reason in message
     assert "\n" not in message and "weights_only" not in message and "\x1b" not in message
     assert message.endswith((")", "again"))  # a whole sentence, not cut off
+
+
+def test_config_name_checks_the_file_and_keeps_its_settings(tmp_path):
+    from glip.checkpoint import CheckpointError
+
+    config = get_config("glip-tiny")
+    config.input.min_size = 224  # a setting the preset does not have
+    path = save_glip(GLIP(config), tmp_path / "m.safetensors")
+    assert load_glip(path, "glip-tiny").config.input.min_size == 224
+    with pytest.raises(CheckpointError, match="holds a 'glip-tiny' model but config 'glip-tiny-nofusion'"):
+        load_glip(path, "glip-tiny-nofusion")

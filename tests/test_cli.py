@@ -261,3 +261,9 @@ def test_official_weights_offline_fail_at_once_without_the_model_stack(tmp_path)
                              f"(offline); place glip_tiny_model_o365_goldg.pth (from https://huggingface.co/GLIPModel/"
                              f"GLIP) at {tmp_path / 'empty-cache' / 'glip_tiny_model_o365_goldg.pth'}, or pass "
                              "--weights PATH\n")
+
+
+def test_config_of_the_embedded_model_is_accepted(image, tmp_path):
+    assert main(["detect", str(image), "--classes", "star", "--config", "glip-nano", "--out", str(tmp_path),
+                 "--device", "cpu"]) == 0
+    assert json.loads((tmp_path / "shapes.json").read_text())["phrases"] == ["star"]

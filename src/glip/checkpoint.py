@@ -508,12 +508,15 @@ def load_glip(path: str | os.PathLike, config: GLIPConfig | str | None = None) -
     except Exception as error:  # noqa: BLE001 - report any parse failure as a bad file
         raise CheckpointError(f"{path} is not a readable safetensors file ({error})") from error
     stored = _stored_config(path, metadata)
+    named = isinstance(config, str)
     if config is None:
         config = stored
-    elif isinstance(config, str):
+    elif named:
         config = get_config(config)
     if stored is not None and _architecture(stored) != _architecture(config):
         raise CheckpointError(f"{path} holds a '{stored.name}' model but config '{config.name}' was asked for")
+    if named and stored is not None:
+        config = stored  # a name only checks the architecture; the file's config has every setting (skips, input size)
     if config is None:
         raise CheckpointError(f"{path} has no config (no metadata, no {path.with_suffix('.json').name}); pass --config")
     model = GLIP(config)
