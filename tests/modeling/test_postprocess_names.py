@@ -67,8 +67,9 @@ def test_empty_and_single_inputs():
 
 
 def test_dtypes_are_kept():
-    detections = Detections(torch.tensor([[0, 0, 10, 10], [0, 0, 10, 10], [30, 30, 40, 40]], dtype=torch.float16),
-                            torch.tensor([0.4, 0.6, 0.5], dtype=torch.float16), torch.tensor([0, 1, 0], dtype=torch.int32))
+    boxes = torch.tensor([[0, 0, 10, 10], [0, 0, 10, 10], [30, 30, 40, 40]], dtype=torch.float16)
+    scores = torch.tensor([0.4, 0.6, 0.5], dtype=torch.float16)
+    detections = Detections(boxes, scores, torch.tensor([0, 1, 0], dtype=torch.int32))
     kept = one_name_per_object(detections)
     assert (kept.boxes.dtype, kept.scores.dtype, kept.labels.dtype) == (torch.float16, torch.float16, torch.int32)
     assert kept.labels.tolist() == [1, 0]
