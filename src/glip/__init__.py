@@ -19,7 +19,7 @@ _LAZY = {
     "get_config": "glip.config",
 }
 
-__all__ = [*_LAZY, "__version__"]
+__all__ = ["GLIP", "GLIPConfig", "GLIPPredictor", "get_config", "__version__"]
 
 if TYPE_CHECKING:
     from glip.config import GLIPConfig, get_config
