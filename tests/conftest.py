@@ -1,4 +1,4 @@
-"""Shared test fixtures: the golden reference directory and small models."""
+"""Shared test fixtures: small models. (Golden reference data: ``support.require_reference``.)"""
 
 from __future__ import annotations
 
@@ -6,16 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from support import reference_dir
-
-
-@pytest.fixture(scope="session")
-def reference_root() -> Path:
-    root = reference_dir()
-    if not root.is_dir():
-        pytest.skip(f"golden reference data not found at {root} (set GLIP_REFERENCE_DIR)")
-    return root
 
 
 @pytest.fixture(scope="session")

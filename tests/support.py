@@ -5,9 +5,33 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
+GOLDEN_DIR = REPO_ROOT / "tests" / "golden"
 
 
 def reference_dir() -> Path:
-    """``<repo>/../shared/reference`` unless GLIP_REFERENCE_DIR says otherwise."""
-    return Path(os.environ.get("GLIP_REFERENCE_DIR", REPO_ROOT.parent / "shared" / "reference"))
+    """The golden reference data: ``tests/golden`` unless GLIP_REFERENCE_DIR says otherwise."""
+    return Path(os.environ.get("GLIP_REFERENCE_DIR") or GOLDEN_DIR)
+
+
+def in_ci() -> bool:
+    """True when the CI environment variable is set (``CI=true``, as CI services do)."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def require_reference(*parts: str) -> Path:
+    """``reference_dir() / parts`` (a file or folder), which the calling test cannot run without.
+
+    The data ships with the repository, so a missing file fails the test under ``CI=true``; elsewhere
+    (a partial copy of the sources) the test is skipped with the same message.
+    """
+    path = reference_dir().joinpath(*parts)
+    if not path.exists():
+        message = (f"golden reference data {path} is missing: restore tests/golden from the repository "
+                   f"or point GLIP_REFERENCE_DIR at a reference folder")
+        if in_ci():
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return path

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from support import REPO_ROOT
+from support import REPO_ROOT, require_reference
 
 CASES = [("glip_t_a", False), ("glip_t", False), ("glip_l", True)]
 
@@ -26,17 +26,17 @@ def checker():
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if slow else n for n, slow in CASES])
-def test_reference_case_passes(checker, reference_root, name, capsys):
-    case = reference_root / name / "case_a"
+def test_reference_case_passes(checker, name, capsys):
+    case = require_reference(name, "case_a")
     assert checker.main([str(case)]) == 0, capsys.readouterr().out
     out = capsys.readouterr().out
     assert "RESULT PASS" in out
     assert "head_dot_product_logits_P3" in out and "detections (" in out
 
 
-def test_checker_fails_on_other_weights(checker, reference_root, tmp_path, capsys):
+def test_checker_fails_on_other_weights(checker, tmp_path, capsys):
     """Same case, weights built with another seed: the checker must report failures and exit 1."""
-    source = reference_root / "glip_t_a" / "case_a"
+    source = require_reference("glip_t_a", "case_a")
     case = tmp_path / "case_a"
     case.mkdir()
     for item in ("image.png", "inference.npz"):
@@ -52,9 +52,9 @@ def test_checker_fails_on_other_weights(checker, reference_root, tmp_path, capsy
     assert "FAIL" in out and "fpn_P3" in out.split("RESULT")[1]
 
 
-def test_checkpoint_only_writes_official_file(checker, reference_root, tmp_path):
+def test_checkpoint_only_writes_official_file(checker, tmp_path):
     out = tmp_path / "rule.pth"
-    assert checker.main([str(reference_root / "glip_t_a" / "case_a"), "--checkpoint-out", str(out),
+    assert checker.main([str(require_reference("glip_t_a", "case_a")), "--checkpoint-out", str(out),
                          "--checkpoint-only"]) == 0
     import torch
 

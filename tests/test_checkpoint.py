@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from glip.checkpoint import (
 from glip.config import GLIPConfig, get_config
 from glip.modeling import GLIP
 from glip.modeling.anchors import cell_anchor
+from support import require_reference
 
 MANIFESTS = {
     "glip-t": ("glip_t", "manifest_glip_t.json"),
@@ -46,19 +46,8 @@ MANIFESTS = {
 _DTYPES = {"float32": torch.float32, "int64": torch.int64}
 
 
-def _reference_dir() -> Path:
-    override = os.environ.get("GLIP_REFERENCE_DIR")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[2] / "shared" / "reference"
-
-
 def _manifest_entries(name: str) -> list[list]:
-    folder, file = MANIFESTS[name]
-    path = _reference_dir() / folder / file
-    if not path.is_file():
-        pytest.skip(f"reference manifest {path} not available")
-    return json.loads(path.read_text())["entries"]
+    return json.loads(require_reference(*MANIFESTS[name]).read_text())["entries"]
 
 
 def _meta_official_state(name: str) -> dict[str, torch.Tensor]:
@@ -182,7 +171,7 @@ def test_export_keys_and_shapes_equal_the_official_manifest(name: str) -> None:
     # The exported key set is the official one, and the entries that are not learned (Swin's
     # relative-position indices, the anchor templates) hold the official values.
     assert set(exported) == set(manifest)
-    buffers = np.load(_reference_dir() / MANIFESTS[name][0] / "nonfloat_buffers.npz")
+    buffers = np.load(require_reference(MANIFESTS[name][0], "nonfloat_buffers.npz"))
     head = model.config.head
     templates = {f"rpn.anchor_generator.cell_anchors.{level}": cell_anchor(size, stride)
                  for level, (size, stride) in enumerate(zip(head.anchor_sizes, head.anchor_strides))}
@@ -199,7 +188,7 @@ def test_export_keys_and_shapes_equal_the_official_manifest(name: str) -> None:
 @pytest.mark.parametrize("name", ["glip-t", "glip-t-a", "glip-l"])
 def test_official_manifest_converts_to_exactly_our_state_dict(name: str) -> None:
     state = _meta_official_state(name)
-    buffers = np.load(_reference_dir() / MANIFESTS[name][0] / "nonfloat_buffers.npz")
+    buffers = np.load(require_reference(MANIFESTS[name][0], "nonfloat_buffers.npz"))
     for key in state:
         if key.startswith("rpn.anchor_generator."):  # checked against the config: needs real values
             state[key] = torch.from_numpy(buffers[key])

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,16 +21,10 @@ from glip.prompts import (
     tokenize_prompt,
 )
 from glip.tokenizer import load_tokenizer
+from support import require_reference
 
 ONE_TOKEN = 1.0 / (1.0 + 1e-6)  # 0.999999: a one-token phrase after the official normalisation
 THREE_TOKENS = 1.0 / (3.0 + 1e-6)
-
-
-def _reference_dir() -> Path:
-    override = os.environ.get("GLIP_REFERENCE_DIR")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[2] / "shared" / "reference"
 
 
 # --- tokenizer ---------------------------------------------------------------------------------
@@ -120,10 +112,7 @@ def test_reference_caption_whiskers() -> None:
     [("glip_t", ["person", "rocket", "flag", "helmet"]), ("glip_t_a", ["cat", "sofa", "whiskers", "ear"])],
 )
 def test_matches_official_reference_arrays(model: str, names: list[str]) -> None:
-    path = _reference_dir() / model / "case_a" / "inference.npz"
-    if not path.is_file():
-        pytest.skip(f"reference data {path} not found (set GLIP_REFERENCE_DIR to the reference folder)")
-    reference = np.load(path)
+    reference = np.load(require_reference(model, "case_a", "inference.npz"))
     tokenized = tokenize_prompt(build_class_prompt(names))
     np.testing.assert_array_equal(tokenized.input_ids.numpy()[None], reference["input_ids"])
     np.testing.assert_array_equal(tokenized.attention_mask.numpy()[None], reference["attention_mask"])

@@ -1,10 +1,12 @@
 #!/usr/bin/env python
 """Compare our GLIP with golden data of the official implementation, stage by stage.
 
-    python tools/check_reference.py CASE_DIR [--checkpoint-out PATH] [--checkpoint-only]
+    python tools/check_reference.py [CASE_DIR ...] [--checkpoint-out PATH] [--checkpoint-only]
 
-CASE_DIR holds meta.json (its "model": glip-t, glip-t-a or glip-l; "seed"), image.png and
-inference.npz; manifest_<model>.json and nonfloat_buffers.npz sit in CASE_DIR or its parent. The
+Without CASE_DIR every case of tests/golden is checked (GLIP-T(A), GLIP-T, GLIP-L; the data ships
+with the repository, see tests/golden/README.md). CASE_DIR holds meta.json (its "model": glip-t,
+glip-t-a or glip-l; "seed"), image.png and inference.npz; manifest_<model>.json and
+nonfloat_buffers.npz sit in CASE_DIR or its parent. The
 weights are built by the documented rule, written as an official-format checkpoint and loaded
 through the official-checkpoint loader (the path a user's file takes). Our pipeline then runs on
 the case's image and caption (the official demo's preprocessing: short side 800, no long-side cap),
@@ -31,8 +33,11 @@ from glip.reference import (ReferenceCase, build_official_state_dict, find_buffe
                             write_official_checkpoint)
 
 LEVELS = ["P3", "P4", "P5", "P6", "P7"]
-# Tolerances (shared/reference README section 7): ~1e-5 relative on backbone / FPN / language
-# tensors (relative to the tensor's largest magnitude), 1e-4 absolute on head outputs.
+GOLDEN = Path(__file__).resolve().parents[1] / "tests" / "golden"
+GOLDEN_CASES = [GOLDEN / model / "case_a" for model in ("glip_t_a", "glip_t", "glip_l")]
+# Tolerances (reference README section 7, summarised in tests/golden/README.md): ~1e-5 relative on
+# backbone / FPN / language tensors (relative to the tensor's largest magnitude), 1e-4 absolute on
+# head outputs.
 RELATIVE_TOLERANCE = 2e-5
 HEAD_TOLERANCE = 1e-4
 # The fused visual features before the last convs are not head outputs: the reference README
@@ -174,7 +179,9 @@ def format_table(case_dir: Path, rows: list[Row], timings: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("cases", nargs="+", type=Path, help="case directories (e.g. ../shared/reference/glip_t/case_a)")
+    parser.add_argument("cases", nargs="*", type=Path, default=GOLDEN_CASES,
+                        help="case directories (default: every case of tests/golden, "
+                             "e.g. tests/golden/glip_t/case_a)")
     parser.add_argument("--checkpoint-out", type=Path, help="also keep the official-format checkpoint here")
     parser.add_argument("--checkpoint-only", action="store_true",
                         help="only write the rule-built official checkpoint (needs --checkpoint-out)")

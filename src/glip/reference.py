@@ -1,7 +1,7 @@
 """Deterministic synthetic weights in the official format, and reading golden reference cases.
 
-The golden data of ``shared/reference`` was produced by the official model with weights built by a
-documented rule: one generator per state-dict key, seeded with crc32("<seed>:<key>"), then
+The golden data (``tests/golden`` in the repository) was produced by the official model with weights
+built by a documented rule: one generator per state-dict key, seeded with crc32("<seed>:<key>"), then
 ``randn * 0.02`` (``1 + 0.1 * randn`` for normalisation weights, ``1 + rand`` for running vars),
 except a few integer/constant buffers stored in ``nonfloat_buffers.npz``. This module rebuilds that
 state dict from a manifest so our model can be compared with the official one.

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from glip.config import get_config
 from glip.modeling.anchors import cell_anchor, grid_anchors, level_anchors
-from support import reference_dir
+from support import require_reference
 
 SIZES = (64, 128, 256, 512, 1024)
 STRIDES = (8, 16, 32, 64, 128)
@@ -59,10 +58,7 @@ def test_level_anchors_follow_the_feature_shapes() -> None:
 
 
 def test_anchors_equal_the_official_ones_for_800x800() -> None:
-    path = reference_dir() / "glip_t" / "case_a" / "inference.npz"
-    if not path.is_file():
-        pytest.skip(f"reference data {path} not available")
-    arrays = np.load(path)
+    arrays = np.load(require_reference("glip_t", "case_a", "inference.npz"))
     sides = [100, 50, 25, 13, 7]  # ceil(800 / stride)
     anchors = level_anchors(SIZES, STRIDES, [(side, side) for side in sides])
     for level, (side, ours) in enumerate(zip(sides, anchors)):

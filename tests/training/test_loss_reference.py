@@ -8,22 +8,22 @@ import numpy as np
 import pytest
 import torch
 
-from support import reference_dir
 from glip.checkpoint import convert_official_state_dict, load_state_strict
 from glip.config import get_config
 from glip.images import PreprocessConfig, prepare_images
 from glip.modeling.glip import GLIP
 from glip.reference import build_official_state_dict, find_buffers, find_manifest
 from glip.training.loss import DEFAULT_WEIGHTS, GLIPLoss
-
-CASE = reference_dir() / "glip_t" / "case_a"
-pytestmark = pytest.mark.skipif(not (CASE / "loss.json").is_file(), reason=f"no golden loss case at {CASE}")
+from support import require_reference
 
 
 @pytest.fixture(scope="module")
 def official_case():
-    reference = json.loads((CASE / "loss.json").read_text())
-    arrays = np.load(CASE / "loss_inputs.npz")
+    loss_json, loss_inputs, image = (require_reference("glip_t", "case_a", name)
+                                     for name in ("loss.json", "loss_inputs.npz", "image.png"))
+    case = image.parent
+    reference = json.loads(loss_json.read_text())
+    arrays = np.load(loss_inputs)
     config = get_config("glip-t")
     # Training mode with every stochastic module switched off, as the reference run did.
     config.swin.drop_path_rate = 0.0
@@ -31,10 +31,10 @@ def official_case():
     config.head.fusion_dropout = 0.0
     config.head.fusion_drop_path = 0.0
     model = GLIP(config)
-    state = build_official_state_dict(find_manifest(CASE, "glip-t"), find_buffers(CASE), reference["seed"])
+    state = build_official_state_dict(find_manifest(case, "glip-t"), find_buffers(case), reference["seed"])
     load_state_strict(model, convert_official_state_dict(state, config))
     model.train()
-    batch = prepare_images([CASE / "image.png"], PreprocessConfig(min_size=512, max_size=None))
+    batch = prepare_images([image], PreprocessConfig(min_size=512, max_size=None))
     ids = torch.from_numpy(arrays["input_ids"])
     mask = torch.from_numpy(arrays["attention_mask"])
     output = model(batch.tensor, ids, mask)
