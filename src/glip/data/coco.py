@@ -80,8 +80,10 @@ class CocoDetectionDataset(GroundingDatasetBase):
             must be the very prompt used at inference. The caller makes sure it fits the window.
 
     Raises:
-        DataError: the file is missing or not COCO JSON, a category name is empty once cleaned, or
+        DataError: the file is missing or not COCO JSON, a category is faulty (never skipped), or
             (with ``on_error="raise"``) a record is faulty. Messages name the file and the record.
+            The file's checks are those of `glip.data.coco_json.read_coco`, shared with evaluation;
+            training adds that the image file exists and that boxes lie inside the image.
     """
 
     def __init__(
