@@ -82,8 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a phrase of the caption to ground (repeatable); default: its noun phrases")
     detect.add_argument("--weights", help="our .safetensors, an official .pth, or an official file name "
                                           "(default: the embedded model)")
-    detect.add_argument("--config", choices=sorted(PRESETS),
-                        help="architecture of --weights (checked against the file; inferred when omitted)")
+    detect.add_argument("--config", choices=sorted(PRESETS), metavar="NAME",
+                        help="architecture of --weights (checked against the file; inferred when omitted): "
+                             + ", ".join(sorted(PRESETS)))
     detect.add_argument("--adapter", action="append", default=None, metavar="FILE",
                         help="a tuned task (glip finetune's adapter.safetensors) on the same base model "
                              "(repeatable: each task runs on the images, the base model loaded once)")
@@ -97,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="output folder (default glip_out): NAME.json and an annotated NAME.png per image, NAME "
                              "being the picture's stem; a result never replaces an input or a file that is not an "
                              "earlier glip result: it becomes NAME.det, and a repeated stem NAME-2, NAME-3, ...")
-    detect.add_argument("--max-megapixels", type=positive_float, default=DEFAULT_MAX_MEGAPIXELS,
+    detect.add_argument("--max-megapixels", type=positive_float, default=DEFAULT_MAX_MEGAPIXELS, metavar="MP",
                         help="largest picture accepted, read from the file header before decoding "
                              f"(default {DEFAULT_MAX_MEGAPIXELS})")
     detect.add_argument("--device", type=device_name, default=None,
