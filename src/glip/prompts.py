@@ -356,6 +356,12 @@ def count_prompt_tokens(text: str, tokenizer: PreTrainedTokenizerBase, special_t
     return len(tokenizer(text, add_special_tokens=special_tokens)["input_ids"])
 
 
+def piece_token_costs(texts: Sequence[str], tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """What each text costs inside a detection prompt: its WordPiece tokens plus one for the ``"."``
+    after it (``[CLS]``/``[SEP]``, :data:`SPECIAL_TOKENS`, are paid once per prompt)."""
+    return [len(ids) + 1 for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+
 @dataclass(frozen=True)
 class PromptPiece:
     """One category of a detection prompt: ``prefix + phrase + suffix``, scored on ``phrase`` only.
@@ -425,8 +431,7 @@ def chunk_prompt_pieces(
     pieces = list(pieces)
     if not pieces:
         raise ValueError("no class names given: pass at least one name, e.g. ['person', 'dog']")
-    texts = [piece.text for piece in pieces]
-    costs = [len(ids) + 1 for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]  # text + "."
+    costs = piece_token_costs([piece.text for piece in pieces], tokenizer)
     for piece, cost in zip(pieces, costs):
         if SPECIAL_TOKENS + cost > max_length:
             raise ValueError(

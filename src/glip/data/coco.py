@@ -41,7 +41,7 @@ from glip.data.coco_json import CocoFile, read_coco, read_json_file, xywh_to_xyx
 from glip.data.sample import STREAM_PROMPT, GroundingSample, derive_rng
 from glip.data.transforms import Transform
 from glip.data.validation import DataError, RecordErrors, check_box, check_image_file, read_image_size
-from glip.prompts import SPECIAL_TOKENS, Prompt, build_class_prompt, count_prompt_tokens
+from glip.prompts import SPECIAL_TOKENS, Prompt, build_class_prompt, piece_token_costs
 from glip.tokenizer import load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ class CocoDetectionDataset(GroundingDatasetBase):
     def _count_tokens(self, tokenizer: PreTrainedTokenizerBase | None) -> list[int]:
         """Tokens each category costs in a prompt: its WordPieces plus the ``"."`` after it."""
         tokenizer = tokenizer if tokenizer is not None else load_tokenizer()
-        costs = [count_prompt_tokens(f"{name}.", tokenizer, special_tokens=False) for name in self.category_names]
+        costs = piece_token_costs(self.category_names, tokenizer)
         for name, cost in zip(self.category_names, costs):
             if SPECIAL_TOKENS + cost > self.max_prompt_tokens:
                 raise DataError(

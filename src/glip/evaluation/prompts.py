@@ -12,17 +12,13 @@ from collections.abc import Sequence
 from transformers import PreTrainedTokenizerBase
 
 from glip.evaluation.common import EvaluationError
-from glip.evaluation.detection_data import CategoryPrompt
-from glip.prompts import Prompt, PromptChunk, PromptPiece, build_piece_prompt, chunk_prompt_pieces
-
-
-def _pieces(prompts: Sequence[CategoryPrompt]) -> list[PromptPiece]:
-    return [PromptPiece(p.phrase, p.prefix, p.suffix) for p in prompts]
+from glip.prompts import Prompt, PromptChunk, build_piece_prompt, chunk_prompt_pieces
+from glip.prompts import PromptPiece as CategoryPrompt
 
 
 def build_prompt(prompts: Sequence[CategoryPrompt]) -> Prompt:
     """One caption for these categories, with the character span of each one's phrase."""
-    return build_piece_prompt(_pieces(prompts))
+    return build_piece_prompt(prompts)
 
 
 def build_category_chunks(prompts: Sequence[CategoryPrompt], tokenizer: PreTrainedTokenizerBase,
@@ -35,6 +31,6 @@ def build_category_chunks(prompts: Sequence[CategoryPrompt], tokenizer: PreTrain
     if not prompts:
         raise EvaluationError("no categories to prompt for")
     try:
-        return chunk_prompt_pieces(_pieces(prompts), max_length, tokenizer)
+        return chunk_prompt_pieces(prompts, max_length, tokenizer)
     except ValueError as error:
         raise EvaluationError(str(error)) from None
