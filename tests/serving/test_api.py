@@ -112,6 +112,10 @@ def test_bad_prompts(make_client):
     assert empty.status_code == 422 and "empty prompt" in empty.json()["detail"]
     both = _detect(client, data, caption="a star")
     assert both.status_code == 422 and "not both" in both.json()["detail"]
+    with_caption = _detect(client, data, classes="", caption="a star", adapter="task")
+    assert with_caption.status_code == 422 and "leave out the caption" in with_caption.json()["detail"]
+    wrong_classes = _detect(client, data, classes="star", adapter="task")
+    assert wrong_classes.status_code == 422 and "['triangle', 'cross']" in wrong_classes.json()["detail"]
     unknown = _detect(client, data, classes="", adapter="nope")
     assert unknown.status_code == 404 and "unknown adapter 'nope' (adapters: task)" in unknown.json()["detail"]
     threshold = _detect(client, data, threshold="1.5")
