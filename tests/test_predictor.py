@@ -7,8 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
+from glip.distributed import resolve_device
 from glip.images import ImageError
-from glip.predictor import GLIPPredictor, resolve_device
+from glip.predictor import GLIPPredictor
 
 
 @pytest.fixture(scope="module")

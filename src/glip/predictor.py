@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from glip.adapters import Adapter, AdapterError, AdapterSwitch, load_adapter
 from glip.checkpoint import load_glip, load_official
+from glip.distributed import resolve_device
 from glip.engine import DetectionCancelled, DetectionEngine
 from glip.hub import OFFICIAL_WEIGHTS, resolve_weights
 from glip.images import ImageSource, prepare_images
@@ -56,17 +57,6 @@ class ImageDetections:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` = CUDA when available, else CPU. Asking for CUDA without it is an error."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("CUDA was asked for, but this machine has no usable CUDA device "
-                         "(torch.cuda.is_available() is False): use --device cpu")
-    return device
 
 
 class GLIPPredictor:

@@ -1,4 +1,4 @@
-"""Atomic training checkpoints, retention, latest resolution, RNG states; the resumable sampler."""
+"""Atomic training checkpoints, retention, latest resolution, RNG states, frozen-weight fingerprints."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import numpy as np
 import torch
 
 from glip.training import checkpointing
-from glip.training.distributed import ResumableShardedSampler
 
 
 def test_save_keeps_the_last_k_and_ignores_partial_files(tmp_path) -> None:
@@ -40,27 +39,36 @@ def test_rng_state_survives_a_weights_only_load(tmp_path) -> None:
     assert float(torch.rand(())) == expected
 
 
-def test_sampler_order_depends_on_seed_and_epoch_only() -> None:
-    sampler = ResumableShardedSampler(10, seed=3)
-    sampler.set_epoch(2)
-    first = list(sampler)
-    assert sorted(first) == list(range(10))
-    again = ResumableShardedSampler(10, seed=3)
-    again.set_epoch(2)
-    assert list(again) == first
-    again.set_epoch(3)
-    assert list(again) != first
+def test_fingerprint_sees_every_bit_name_and_dtype() -> None:
+    weights = {"a": torch.arange(6, dtype=torch.float32).reshape(2, 3), "b": torch.ones(2)}
+    reference = checkpointing.fingerprint(weights)
+    assert checkpointing.fingerprint({"b": weights["b"], "a": weights["a"].clone()}) == reference  # order-free
+    flipped = weights["a"].clone()
+    flipped.view(torch.int32)[0, 0] ^= 1  # one bit of one number
+    assert checkpointing.fingerprint({**weights, "a": flipped}) != reference
+    assert checkpointing.fingerprint({**weights, "a": weights["a"].double()}) != reference
+    assert checkpointing.fingerprint({"c": weights["a"], "b": weights["b"]}) != reference
+    assert checkpointing.fingerprint({**weights, "a": weights["a"].reshape(3, 2)}) != reference
 
 
-def test_sampler_shards_and_resumes_from_a_global_position() -> None:
-    single = ResumableShardedSampler(11, seed=1)
-    single.set_epoch(0)
-    order = list(single)
-    shards = []
-    for rank in range(2):
-        sampler = ResumableShardedSampler(11, seed=1, rank=rank, world_size=2)
-        sampler.set_epoch(0, start=4)
-        shards.append(list(sampler))
-    assert [len(s) for s in shards] == [3, 3]  # 7 left, the odd one is dropped
-    interleaved = [index for pair in zip(*shards) for index in pair]
-    assert interleaved == order[4:10]
+def test_restore_weights_checks_the_left_out_parameters() -> None:
+    import pytest
+    from glip.config import get_config
+    from glip.modeling import GLIP
+
+    torch.manual_seed(0)
+    model = GLIP(get_config("glip-tiny"))
+    names = [name for name, _ in model.named_parameters() if name.startswith("backbone.")]
+    record = checkpointing.frozen_record(model, names, "model.weights=start.safetensors")
+    stored = checkpointing.stored_weights(model, record)
+    assert not set(names) & set(stored) and "head.bias0" in stored
+    assert set(stored) | set(names) == set(model.state_dict())  # buffers stay: only parameters are left out
+    twin = GLIP(get_config("glip-tiny"))  # other random values everywhere
+    twin.load_state_dict({**twin.state_dict(), **{n: model.state_dict()[n] for n in names}})
+    checkpointing.restore_weights(twin, stored, record, "step_00000002.pt")
+    assert all(torch.equal(value, model.state_dict()[key]) for key, value in twin.state_dict().items())
+    with torch.no_grad():
+        twin.backbone.patch_embed.proj.weight.add_(1e-3)
+    with pytest.raises(checkpointing.FrozenWeightsMismatch,
+                       match=r"step_00000002.pt does not store its \d+ frozen parameters .*model.weights=start"):
+        checkpointing.restore_weights(twin, stored, record, "step_00000002.pt")

@@ -7,13 +7,10 @@ import contextlib
 import io
 import json
 
-import pytest
-
 from glip.predictor import GLIPPredictor
 from glip.training.train_config import TrainConfig
 from glip.training.trainer import train
 from synthetic_shapes import CATEGORIES, make_shapes_dataset, tiny_config
-
 
 
 def coco_ap50(annotation_file, detections: list[dict]) -> float:

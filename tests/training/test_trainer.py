@@ -20,7 +20,8 @@ from glip.checkpoint import load_glip
 from glip.training import checkpointing
 from glip.training.train_cli import main as train_main
 from glip.training.train_config import ModelSection, TrainConfig
-from glip.training.trainer import NonFiniteLossError, Trainer, build_model
+from glip.training.starting_model import build_model
+from glip.training.trainer import NonFiniteLossError, Trainer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -119,6 +120,9 @@ def test_freeze_accumulation_metrics_and_export(shapes_64, tmp_path) -> None:
     header = (output / "metrics.csv").read_text().splitlines()[0]
     assert header.startswith("step,epoch,loss,token,box,centerness")
     assert yaml.safe_load((output / "config.yaml").read_text())["train"]["freeze"] == ["backbone", "text_encoder"]
+    # Frozen at their random initialisation, no source names them: the checkpoint stores them.
+    state = checkpointing.load_checkpoint(checkpointing.latest_checkpoint(output / "checkpoints"))
+    assert state["frozen"] is None and set(state["model"]) == set(after)
 
 
 def test_refuses_to_overwrite_a_run_without_resume(shapes_64, tmp_path) -> None:
@@ -150,6 +154,23 @@ def test_cli_errors_are_one_line(tmp_path, capsys) -> None:
     assert error.startswith("error: unknown key 'optim.lrr'") and error.count("\n") == 1
     assert train_main([str(config_path)]) == 2
     assert "data.datasets is empty" in capsys.readouterr().err
+    assert train_main([str(config_path), "train.device=tpu"]) == 2
+    error = capsys.readouterr().err
+    assert error == "error: train.device: unknown device 'tpu': use cpu, cuda, cuda:N or mps\n"
+
+
+def test_cuda_asked_on_a_machine_without_it(tmp_path, capsys, monkeypatch) -> None:
+    from synthetic_shapes import make_shapes_dataset
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    config_path = tmp_path / "run.yaml"
+    annotations = make_shapes_dataset(tmp_path / "data", num_images=2, size=64)
+    config_path.write_text(yaml.safe_dump(tiny_config(annotations, tmp_path / "run")))
+    assert train_main([str(config_path), "train.device=cuda"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: train.device: 'cuda' needs CUDA, but this machine has no usable CUDA device")
+    assert error.count("\n") == 1
+    assert not (tmp_path / "run").exists()
 
 
 def test_unreadable_image_is_skipped_or_named(tmp_path) -> None:
@@ -175,8 +196,93 @@ def test_init_from_a_related_architecture_copies_the_shared_tensors(tmp_path: Pa
     torch.manual_seed(3)
     fused = GLIP(get_config("glip-tiny"))
     path = save_glip(fused, tmp_path / "fused.safetensors")
-    twin = build_model(ModelSection(config="glip-tiny-nofusion", init_from=str(path)))
+    start = build_model(ModelSection(config="glip-tiny-nofusion", init_from=str(path)))
+    twin = start.model
     assert twin.config.name == "glip-tiny-nofusion"
     source = fused.state_dict()
     for key, value in twin.state_dict().items():
         assert torch.equal(value, source[key]), key
+    assert start.sourced == {name for name, _ in twin.named_parameters()}
+    assert start.sources == f"model.init_from={path}"
+
+
+def _start_weights(path: Path, seed: int = 5) -> str:
+    """A glip-tiny model file to start from (a source the config names)."""
+    from glip.checkpoint import save_glip
+    from glip.config import get_config
+    from glip.modeling import GLIP
+
+    torch.manual_seed(seed)
+    return str(save_glip(GLIP(get_config("glip-tiny")), path))
+
+
+def _frozen_start_config(shapes_64: Path, output: Path, weights: str) -> TrainConfig:
+    return TrainConfig.from_dict(tiny_config(
+        shapes_64, output, model={"weights": weights},
+        train={"max_steps": 4, "freeze": ["backbone", "text_encoder"]}))
+
+
+def test_frozen_parameters_of_the_weights_file_are_left_out_and_resume_is_bit_identical(shapes_64, tmp_path) -> None:
+    weights = _start_weights(tmp_path / "start.safetensors")
+    straight = Trainer(_frozen_start_config(shapes_64, tmp_path / "straight", weights))
+    straight.fit()
+    frozen = {name for name, p in straight.model.named_parameters() if not p.requires_grad}
+    first, last = [path for _, path in checkpointing.list_checkpoints(tmp_path / "straight" / "checkpoints")]
+    state = checkpointing.load_checkpoint(first)
+    assert state["version"] == 2 and set(state["frozen"]["names"]) == frozen
+    assert state["frozen"]["sources"] == f"model.weights={weights}"
+    assert not frozen & set(state["model"]) and not frozen & set(state["ema"]["weights"])
+    assert set(state["model"]) | frozen == set(straight.model.state_dict())
+
+    # A run killed after step 2: only the first checkpoint is left; resuming rebuilds the frozen part.
+    (tmp_path / "resumed" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "resumed" / "checkpoints" / first.name).write_bytes(first.read_bytes())
+    resumed = Trainer(_frozen_start_config(shapes_64, tmp_path / "resumed", weights))
+    resumed.fit(resume=True)
+    final = checkpointing.load_checkpoint(checkpointing.latest_checkpoint(tmp_path / "resumed" / "checkpoints"))
+    reference = checkpointing.load_checkpoint(last)
+    for part in ("model", "optimizer", "ema"):
+        expected = reference[part]["state"] if part == "optimizer" else reference[part]
+        got = final[part]["state"] if part == "optimizer" else final[part]
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    assert final["frozen"] == reference["frozen"]
+    exported = load_glip(tmp_path / "resumed" / "model.safetensors").state_dict()
+    torch.testing.assert_close(exported, straight.ema.module.state_dict(), rtol=0, atol=0)
+
+
+def test_resume_refuses_frozen_weights_that_changed(shapes_64, tmp_path) -> None:
+    weights = _start_weights(tmp_path / "start.safetensors")
+    config = _frozen_start_config(shapes_64, tmp_path / "run", weights)
+    config.train.max_steps = 2
+    Trainer(config).fit()
+    _start_weights(tmp_path / "start.safetensors", seed=6)  # the file the config names is replaced
+    config.train.max_steps = 4
+    with pytest.raises(checkpointing.FrozenWeightsMismatch) as raised:
+        Trainer(config).fit(resume=True)
+    message = str(raised.value)
+    assert "step_00000002.pt does not store its" in message and f"model.weights={weights}" in message
+    assert "\n" not in message
+
+
+def test_frozen_parameters_of_a_model_passed_in_are_left_out(shapes_64, tmp_path) -> None:
+    from glip.config import get_config
+    from glip.modeling import GLIP
+
+    def passed_model() -> GLIP:
+        torch.manual_seed(7)
+        model = GLIP(get_config("glip-tiny"))
+        model.backbone.requires_grad_(False)
+        return model
+
+    config = TrainConfig.from_dict(tiny_config(shapes_64, tmp_path / "run", train={"max_steps": 1, "ema_decay": None}))
+    trainer = Trainer(config, model=passed_model())
+    trainer.fit()
+    state = checkpointing.load_checkpoint(checkpointing.latest_checkpoint(tmp_path / "run" / "checkpoints"))
+    backbone = {name for name, _ in trainer.model.backbone.named_parameters(prefix="backbone")}
+    assert set(state["frozen"]["names"]) == backbone and state["frozen"]["sources"] == "the model passed to the trainer"
+    config.train.max_steps = 2
+    resumed = Trainer(config, model=passed_model())
+    resumed.fit(resume=True)
+    assert resumed.step == 2
+    trained = trainer.model.state_dict()
+    assert all(torch.equal(p, trained[n]) for n, p in resumed.model.backbone.named_parameters(prefix="backbone"))

@@ -15,7 +15,7 @@ from glip.evaluation.detection_data import (Category, CategoryPrompt, DetectionD
                                             detection_dataset_from_coco, load_detection_dataset)
 from glip.evaluation.detection_metrics import (DetectionProtocol, DetectionResult, compute_detection_metrics,
                                                default_protocol, limit_detections)
-from glip.evaluation.distributed import DistributedContext, init_distributed
+from glip.distributed import DistributedContext, init_distributed
 from glip.evaluation.grounding_data import GroundingDataset, GroundingRecord, load_grounding_dataset
 from glip.evaluation.grounding_metrics import GroundingResult, compute_grounding_recall
 from glip.evaluation.predictions import (check_detection_predictions, check_grounding_predictions,

@@ -93,7 +93,7 @@ def _summary(result) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from glip.evaluation.distributed import evaluation_device, init_distributed
+    from glip.distributed import init_distributed
     from glip.evaluation.report import write_report
     from glip.evaluation.runner import evaluate
 
@@ -110,9 +110,8 @@ def run(args: argparse.Namespace) -> int:
         if needs_model:
             from glip.predictor import GLIPPredictor
 
-            device = evaluation_device(args.device, int(os.environ.get("LOCAL_RANK", "0")))
-            context = init_distributed(device)
-            predictor = GLIPPredictor.from_pretrained(args.weights, device=device, config=args.config)
+            context = init_distributed(args.device)
+            predictor = GLIPPredictor.from_pretrained(args.weights, device=context.device, config=args.config)
         options = dict(batch_size=args.batch_size, skip_missing_images=args.skip_missing_images,
                        progress=not args.no_progress, context=context, fixed_ap=args.fixed_ap,
                        per_category_limit=args.fixed_ap_limit, reuse_image_features=not args.rerun_image_side)

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from glip.evaluation.common import EvaluationError, examples
 from glip.evaluation.detection_data import DetectionDataset, ImageInfo
-from glip.evaluation.distributed import DistributedContext
+from glip.distributed import DistributedContext
 from glip.evaluation.grounding_data import GroundingDataset, GroundingRecord
 from glip.evaluation.predictions import xyxy_to_detection_bbox, xyxy_to_grounding_bbox
 from glip.evaluation.prompts import build_category_chunks

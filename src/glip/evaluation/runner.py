@@ -26,7 +26,7 @@ from glip.evaluation.common import EvaluationError, examples, read_json
 from glip.evaluation.detection_data import DetectionDataset, detection_dataset_from_coco
 from glip.evaluation.detection_metrics import (DetectionProtocol, DetectionResult, compute_detection_metrics,
                                                default_protocol)
-from glip.evaluation.distributed import DistributedContext
+from glip.distributed import DistributedContext
 from glip.evaluation.grounding_data import GroundingDataset, load_grounding_dataset
 from glip.evaluation.grounding_metrics import GroundingResult, compute_grounding_recall
 from glip.evaluation.predictions import check_detection_predictions, check_grounding_predictions, load_predictions

@@ -5,26 +5,42 @@ step on POSIX and Windows), and the directory is fsync-ed; a reader therefore se
 a whole checkpoint. Only the last ``keep_last`` are kept. The newest is found by scanning names, so
 a leftover ``.tmp`` from a killed run is ignored (and removed on the next save).
 
-A checkpoint holds everything needed to continue exactly: model, optimizer, scheduler, EMA, grad
-scaler, step, epoch, data position, the RNG states of Python, NumPy and torch, and the config.
-These are final models for nobody: export with :func:`glip.checkpoint.save_glip` for inference.
+A checkpoint holds what is needed to continue exactly and no more: the model's parameters and
+buffers, optimizer, scheduler, EMA, grad scaler, step, epoch, data position, the RNG states of
+Python, NumPy and torch, and the config. Frozen parameters whose values come from a source the
+config names (``model.weights``, ``model.init_from``, a pretrained text encoder) are left out of the
+model and EMA weights, since building the model again gives them back; the checkpoint keeps their
+names, that source and a SHA-256 of their exact bytes (`frozen_record`), and a resume or an export
+checks the rebuilt values against it (`restore_weights`). The optimizer never holds frozen
+parameters. For inference, export with ``glip convert CHECKPOINT OUT.safetensors``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import random
 import re
 from pathlib import Path
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
+
+from glip.checkpoint import load_state_strict, shorten_names
 
 logger = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^step_(\d{8,})\.pt$")
+TRAINING_FORMAT = "glip-train"  # the "format" entry of every training checkpoint
+
+
+def is_training_checkpoint(state: object) -> bool:
+    return isinstance(state, dict) and state.get("format") == TRAINING_FORMAT
 
 
 def checkpoint_name(step: int) -> str:
@@ -126,3 +142,59 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class FrozenWeightsMismatch(ValueError):
+    """The frozen parameters a checkpoint left out are not what the rebuilt model holds."""
+
+
+def fingerprint(tensors: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 of ``tensors``: names, dtypes, shapes and exact bytes, in sorted name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().to("cpu").contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def frozen_record(model: nn.Module, names: Iterable[str], sources: str) -> dict[str, Any]:
+    """What a checkpoint keeps of the parameters it leaves out: their names, where building the
+    model takes them from, and the fingerprint of their current values."""
+    names = sorted(names)
+    parameters = dict(model.named_parameters())
+    return {"names": names, "sources": sources, "sha256": fingerprint({n: parameters[n] for n in names})}
+
+
+def stored_weights(model: nn.Module, record: Mapping[str, Any] | None) -> OrderedDict[str, torch.Tensor]:
+    """``model``'s state dict without the parameters ``record`` leaves out."""
+    left_out = set(record["names"]) if record else set()
+    state = model.state_dict()
+    stored = OrderedDict((name, value) for name, value in state.items() if name not in left_out)
+    stored._metadata = getattr(state, "_metadata", None)  # module versions, as load_state_dict expects
+    return stored
+
+
+def restore_weights(model: nn.Module, weights: Mapping[str, torch.Tensor], record: Mapping[str, Any] | None,
+                    where: str) -> None:
+    """Load a checkpoint's ``weights`` into ``model``, whose left-out frozen parameters (``record``,
+    None for a checkpoint that stores everything) must already hold the values they had when the
+    checkpoint was written: FrozenWeightsMismatch otherwise. ``where`` names the checkpoint."""
+    state = OrderedDict(weights)
+    state._metadata = getattr(weights, "_metadata", None)
+    if record:
+        parameters = dict(model.named_parameters())
+        missing = [name for name in record["names"] if name not in parameters]
+        if missing:
+            raise FrozenWeightsMismatch(
+                f"{where} leaves out frozen parameters this model does not have ({shorten_names(missing, 4)}): "
+                "build the model from the same model.config")
+        current = fingerprint({name: parameters[name] for name in record["names"]})
+        if current != record["sha256"]:
+            raise FrozenWeightsMismatch(
+                f"{where} does not store its {len(record['names'])} frozen parameters "
+                f"({shorten_names(record['names'], 3)}): they come from {record['sources']}, "
+                f"which now gives other values (SHA-256 {current[:12]} instead of {record['sha256'][:12]}); "
+                "rebuild from the same source")
+        state.update({name: parameters[name].detach() for name in record["names"]})
+    load_state_strict(model, state)

@@ -4,7 +4,9 @@ A step takes ``grad_accumulation`` micro-batches, sums the weighted GLIPLoss ter
 global gradient norm, steps AdamW and the warm-up/decay schedule, and updates the EMA. Training
 checkpoints are written atomically every ``checkpoint_every`` steps and at the end; a resumed run
 restores model, optimizer, schedule, EMA, grad scaler, RNG states and the data position, so that
-it continues as if it had never stopped. The final model is exported in our safetensors format.
+it continues as if it had never stopped (frozen parameters that building the model restores are
+not stored, see `glip.training.checkpointing`). The final model is exported in our safetensors
+format.
 
 Example:
     >>> from glip.training.train_config import load_train_config
@@ -14,9 +16,7 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
 import logging
 import math
 import random
@@ -32,24 +32,23 @@ import yaml
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from glip.checkpoint import (load_glip, load_official, load_shared_state, load_state_strict, save_glip,
-                             shorten_names)
-from glip.config import GLIPConfig, get_config
-from glip.data import (CocoDetectionDataset, DataError, GroundingCollator, GroundingJsonlDataset,
-                       MdetrCocoDataset, MixedDataset, TrainingBatch, build_train_transforms)
+from glip.checkpoint import save_glip
+from glip.config import GLIPConfig
+from glip.data import GroundingCollator, TrainingBatch, build_train_transforms
+from glip.data.sampler import ResumableShardedSampler
+from glip.data.training_set import build_training_dataset
+from glip.distributed import DistributedContext, init_distributed, resolve_device
 from glip.modeling.glip import GLIP, GLIPOutput
 from glip.training import checkpointing
-from glip.training.distributed import (DistributedContext, ResumableShardedSampler, all_gather_objects,
-                                       any_process, average_across_processes, barrier, cleanup_distributed,
-                                       init_distributed, resolve_device, wrap_ddp)
 from glip.training.ema import ModelEMA
 from glip.training.loss import GLIPLoss, LossConfig
+from glip.training.metrics_log import LOSS_TERMS, MetricsLog
 from glip.training.optim import build_optimizer, build_scheduler, freeze_parameters
-from glip.training.train_config import ModelSection, TrainConfig
+from glip.training.starting_model import build_model
+from glip.training.train_config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
-LOSS_TERMS = ("token", "box", "centerness")
 FINAL_MODEL_NAME = "model.safetensors"
 
 
@@ -58,98 +57,12 @@ class NonFiniteLossError(RuntimeError):
 
 
 # ---------------------------------------------------------------------------------- building
-def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def build_model_config(section: ModelSection) -> GLIPConfig:
-    """A preset or a config JSON file, with ``section.overrides`` merged in."""
-    path = Path(section.config)
-    if path.suffix == ".json" or path.is_file():
-        if not path.is_file():
-            raise FileNotFoundError(f"model.config: {path} does not exist")
-        data = json.loads(path.read_text())
-    else:
-        data = get_config(section.config).to_dict()
-    return GLIPConfig.from_dict(_merge(data, section.overrides))
-
-
-def build_model(section: ModelSection) -> GLIP:
-    """The model of ``section``: built from its config, then loaded with ``section.weights`` if set
-    (our .safetensors or an official .pth; the architecture must match)."""
-    config = build_model_config(section)
-    model = GLIP(config)
-    if section.weights:
-        path = Path(section.weights)
-        loaded = load_glip(path, config) if path.suffix == ".safetensors" else load_official(path, config)
-        load_state_strict(model, loaded.state_dict())
-        logger.info("initial weights from %s", path)
-    if section.init_from:
-        shared = load_shared_state(model, load_glip(section.init_from).state_dict())
-        logger.info("initial weights from %s: %d tensors copied; %d of this model kept their initialisation "
-                    "(%s); %d of the checkpoint unused (%s)", section.init_from, len(shared.copied),
-                    len(shared.kept), shorten_names(shared.kept, 6), len(shared.unused),
-                    shorten_names(shared.unused, 6))
-    return model
-
-
-class SkipUnreadable(Dataset):
-    """A dataset whose items that fail to load (an image that cannot be decoded) are replaced by
-    the next readable item, with a warning: ``on_error="skip"`` for faults found only at training
-    time. The replacement depends only on the index, so runs stay reproducible and resumable."""
-
-    def __init__(self, dataset: Dataset, max_tries: int = 16) -> None:
-        self.dataset = dataset
-        self.max_tries = max_tries
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.dataset.set_epoch(epoch)
-
-    def load(self, index: int, repeat: int = 0) -> Any:
-        for attempt in range(self.max_tries):
-            candidate = (index + attempt) % len(self.dataset)
-            try:
-                return self.dataset.load(candidate, repeat)
-            except DataError as error:
-                logger.warning("skipping an unreadable item: %s", error)
-        raise DataError(f"{self.max_tries} items in a row from index {index} cannot be read; check the data")
-
-    def __getitem__(self, index: int) -> Any:
-        return self.load(index)
-
-
 def build_dataset(config: TrainConfig, model_config: GLIPConfig) -> Dataset:
-    """The training data of ``config.data`` (several datasets are mixed by their weights)."""
-    if not config.data.datasets:
-        raise ValueError("data.datasets is empty: add at least one dataset (type, annotations, images)")
+    """The training data of ``config.data``, read at ``config.input``'s sizes for ``model_config``."""
     transform = build_train_transforms(config.input.min_sizes, config.input.max_size, config.input.flip_prob,
                                        config=model_config.input)
-    seed = config.train.seed
-    datasets = []
-    for entry in config.data.datasets:
-        if entry.type == "coco":
-            dataset = CocoDetectionDataset(entry.annotations, entry.images, entry.max_prompt_categories,
-                                           max_prompt_tokens=model_config.text.max_length, on_error=entry.on_error,
-                                           seed=seed, transform=transform)
-        elif entry.type == "odvg":
-            dataset = GroundingJsonlDataset(entry.annotations, entry.images, on_error=entry.on_error, seed=seed,
-                                            transform=transform)
-        else:
-            dataset = MdetrCocoDataset(entry.annotations, entry.images, on_error=entry.on_error, seed=seed,
-                                       transform=transform)
-        datasets.append(SkipUnreadable(dataset) if entry.on_error == "skip" else dataset)
-    if len(datasets) == 1:
-        return datasets[0]
-    return MixedDataset(datasets, [entry.weight for entry in config.data.datasets], seed=seed)
+    return build_training_dataset(config.data.datasets, transform, max_prompt_tokens=model_config.text.max_length,
+                                  seed=config.train.seed)
 
 
 def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
@@ -175,67 +88,6 @@ def _to_float32(output: GLIPOutput) -> GLIPOutput:
     return dataclasses.replace(output, head=dataclasses.replace(head, **changes))
 
 
-# ---------------------------------------------------------------------------------- metrics
-class MetricsLog:
-    """Metric records to ``metrics.jsonl``, ``metrics.csv`` and (if installed) TensorBoard.
-
-    On resume, records past the resumed step (logged after the last checkpoint of a killed run)
-    are dropped, so that the files tell one consistent history.
-    """
-
-    COLUMNS = ("step", "epoch", "loss", *LOSS_TERMS, "lr", "language_lr", "grad_norm", "images_per_s", "elapsed_s")
-    _warned = False
-
-    def __init__(self, directory: Path, tensorboard: bool, resume_step: int | None) -> None:
-        self.jsonl = directory / "metrics.jsonl"
-        self.csv = directory / "metrics.csv"
-        rows = self._kept_rows(resume_step)
-        with self.jsonl.open("w") as handle:
-            handle.writelines(json.dumps(row) + "\n" for row in rows)
-        with self.csv.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=self.COLUMNS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
-        self.writer = None
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                if not MetricsLog._warned:
-                    logger.warning("tensorboard is not installed: metrics go to metrics.jsonl/.csv only "
-                                   "(pip install tensorboard)")
-                    MetricsLog._warned = True
-            else:
-                self.writer = SummaryWriter(str(directory / "tensorboard"), purge_step=resume_step)
-
-    def _kept_rows(self, resume_step: int | None) -> list[dict[str, Any]]:
-        if resume_step is None or not self.jsonl.is_file():
-            return []
-        rows = []
-        for line in self.jsonl.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:  # a line cut short by the kill
-                continue
-            if row.get("step", 0) <= resume_step:
-                rows.append(row)
-        return rows
-
-    def log(self, row: dict[str, Any]) -> None:
-        with self.jsonl.open("a") as handle:
-            handle.write(json.dumps(row) + "\n")
-        with self.csv.open("a", newline="") as handle:
-            csv.DictWriter(handle, fieldnames=self.COLUMNS, extrasaction="ignore").writerow(row)
-        if self.writer is not None:
-            for key, value in row.items():
-                if key != "step" and isinstance(value, (int, float)):
-                    self.writer.add_scalar(f"train/{key}", value, row["step"])
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
 # ---------------------------------------------------------------------------------- the loop
 class Trainer:
     """Builds everything from a `TrainConfig`; :meth:`fit` runs (or resumes) training and returns
@@ -247,18 +99,32 @@ class Trainer:
             ``config.train.device``).
         dataset: use this dataset instead of building ``config.data``.
         model: train this model instead of building ``config.model`` (e.g. with some parameters
-            already frozen, or a prompt embedding enabled); a resume must pass an identical one.
+            already frozen, or a prompt embedding enabled); a resume must pass an identical one
+            (its frozen parameters are not stored in checkpoints, only their fingerprint).
     """
 
     def __init__(self, config: TrainConfig, context: DistributedContext | None = None,
                  dataset: Dataset | None = None, model: GLIP | None = None) -> None:
         self.config = config
-        self.context = context or DistributedContext(device=resolve_device(config.train.device))
+        if context is None:
+            try:
+                context = DistributedContext(device=resolve_device(config.train.device))
+            except ValueError as error:
+                raise ValueError(f"train.device: {error}") from None
+        self.context = context
         self.device = self.context.device
         self.output_dir = Path(config.output.dir)
         train = config.train
         _seed_everything(train.seed)
-        self.model = (model if model is not None else build_model(config.model)).to(self.device)
+        # self.rebuilt: the parameters that building the model again restores (checkpoints leave
+        # out those of them that are frozen); a model passed in is passed again to resume.
+        if model is None:
+            start = build_model(config.model)
+            model, self.rebuilt, self.sources = start.model, start.sourced, start.sources
+        else:
+            self.rebuilt = frozenset(name for name, _ in model.named_parameters())
+            self.sources = "the model passed to the trainer"
+        self.model = model.to(self.device)
         if train.freeze:
             frozen = freeze_parameters(self.model, train.freeze)
             logger.info("froze %d parameters (%s)", frozen, ", ".join(train.freeze))
@@ -289,36 +155,44 @@ class Trainer:
 
     # ------------------------------------------------------------ checkpoints
     def state(self) -> dict[str, Any]:
+        """What a resume needs. Frozen parameters that building the model restores are left out
+        of the model and EMA weights; ``frozen`` names them, with their source and fingerprint."""
+        left_out = [name for name, parameter in self.model.named_parameters()
+                    if not parameter.requires_grad and name in self.rebuilt]
+        frozen = checkpointing.frozen_record(self.model, left_out, self.sources) if left_out else None
+        ema = None
+        if self.ema is not None:
+            ema = {"decay": self.ema.decay, "weights": checkpointing.stored_weights(self.ema.module, frozen)}
         return {
-            "format": "glip-train", "version": 1,
+            "format": checkpointing.TRAINING_FORMAT, "version": 2,
             "step": self.step, "epoch": self.epoch, "position": self.position,
             "world_size": self.context.world_size, "batch_size": self.config.train.batch_size,
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "ema": self.ema.state_dict() if self.ema else None,
+            "model": checkpointing.stored_weights(self.model, frozen), "frozen": frozen,
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "ema": ema,
             "scaler": self.scaler.state_dict() if self.scaler else None,
             "config": self.config.to_dict(),
         }
 
     def save_checkpoint(self) -> Path | None:
         """Write a checkpoint of the current state (main process; all processes must call this)."""
-        rng_states = all_gather_objects(checkpointing.rng_state())
+        rng_states = self.context.all_gather(checkpointing.rng_state())
         path = None
         if self.context.is_main:
             payload = self.state()
             payload["rng"] = rng_states
             path = checkpointing.save_checkpoint(self.output_dir / "checkpoints", self.step, payload,
                                                  self.config.output.keep_last)
-        barrier()
+        self.context.barrier()
         return path
 
     def load_checkpoint(self, path: Path) -> None:
         """Restore everything from a training checkpoint (RNG included: call last before the loop)."""
         state = checkpointing.load_checkpoint(path)
-        if state.get("format") != "glip-train":
+        if state.get("format") != checkpointing.TRAINING_FORMAT:
             raise ValueError(f"{path} is not a glip training checkpoint")
         _warn_config_changes(state.get("config", {}), self.config.to_dict())
-        self.model.load_state_dict(state["model"])
+        frozen = state.get("frozen")  # None in checkpoints that store every parameter (version 1)
+        checkpointing.restore_weights(self.model, state["model"], frozen, str(path))
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if self.ema is not None:
@@ -326,7 +200,7 @@ class Trainer:
                 logger.warning("%s has no EMA: the EMA restarts from the current weights", path)
                 self.ema = ModelEMA(self.model, self.ema.decay)
             else:
-                self.ema.load_state_dict(state["ema"])
+                checkpointing.restore_weights(self.ema.module, state["ema"]["weights"], frozen, f"{path} (EMA)")
                 self.ema.decay = self.config.train.ema_decay  # the config may change it on resume
         if self.scaler is not None and state["scaler"] is not None:
             self.scaler.load_state_dict(state["scaler"])
@@ -349,7 +223,7 @@ class Trainer:
         if self.context.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             (self.output_dir / "config.yaml").write_text(yaml.safe_dump(self.config.to_dict(), sort_keys=False))
-        barrier()
+        self.context.barrier()
         if resume and latest is not None:
             self.load_checkpoint(latest)
             return self.step
@@ -406,7 +280,7 @@ class Trainer:
             for key in LOSS_TERMS:
                 sums[key] += float(terms[key].detach()) / len(micro_batches)
         sums["loss"] = sum(self.loss_weights[k] * sums[k] for k in LOSS_TERMS)
-        if any_process(not finite, self.device):
+        if self.context.any(not finite):
             return sums, False
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
@@ -429,7 +303,7 @@ class Trainer:
         """Save the last good state, then raise with the failing step and its images."""
         path = self.save_checkpoint()
         sources = [s for batch in micro_batches for s in batch.describe().split("; ")]
-        sources = [s for part in all_gather_objects(sources) for s in part]
+        sources = [s for part in self.context.all_gather(sources) for s in part]
         saved = f"; the last good state (step {self.step}) is saved as {path}" if path else ""
         terms = ", ".join(f"{key} {value:.4g}" for key, value in values.items())
         raise NonFiniteLossError(f"non-finite loss or gradient at step {self.step + 1} ({terms}); "
@@ -441,7 +315,7 @@ class Trainer:
         leave the trained weights in ``self.model`` / ``self.ema`` only and return None)."""
         config, train = self.config, self.config.train
         resumed_step = self._start(train.resume if resume is None else resume)
-        self.ddp_model = wrap_ddp(self.model, self.context, train.find_unused_parameters)
+        self.ddp_model = self.context.wrap(self.model, train.find_unused_parameters)
         metrics = MetricsLog(self.output_dir, config.output.tensorboard, resumed_step) if self.context.is_main else None
         images_per_step = train.batch_size * train.grad_accumulation * self.context.world_size
         bar = tqdm(total=train.max_steps, initial=self.step, unit="step", dynamic_ncols=True, desc="train",
@@ -480,7 +354,7 @@ class Trainer:
 
     def _log(self, metrics: MetricsLog | None, window: dict[str, Any], images_per_step: int, started: float) -> None:
         steps = window["steps"]
-        averaged = average_across_processes({k: v / steps for k, v in window["values"].items()}, self.device)
+        averaged = self.context.mean({k: v / steps for k, v in window["values"].items()})
         elapsed = time.perf_counter() - window["start"]
         lrs = {group.get("name", "main"): group["lr"] for group in self.optimizer.param_groups}
         row = {"step": self.step, "epoch": self.epoch, **averaged, "lr": lrs.get("main"),
@@ -502,7 +376,7 @@ class Trainer:
             save_glip(model, path, {"source": "glip train", "step": str(self.step),
                                     "weights": "ema" if self.ema is not None else "model"})
             logger.info("final model (%s weights) -> %s", "EMA" if self.ema is not None else "trained", path)
-        barrier()
+        self.context.barrier()
         return path
 
 
@@ -530,20 +404,11 @@ def train(config: TrainConfig, resume: bool | None = None) -> Path:
         >>> path = train(load_train_config("tiny.yaml"))  # doctest: +SKIP
         >>> GLIPPredictor.from_pretrained(path).detect("a.jpg", classes=["circle"])  # doctest: +SKIP
     """
-    context = init_distributed(config.train.device)
+    try:
+        context = init_distributed(config.train.device)
+    except ValueError as error:
+        raise ValueError(f"train.device: {error}") from None
     try:
         return Trainer(config, context).fit(resume)
     finally:
-        cleanup_distributed()
-
-
-def export_training_checkpoint(checkpoint: str | Path, output: str | Path, use_ema: bool = True,
-                               dtype: torch.dtype | None = None) -> Path:
-    """Turn a training checkpoint (``step_N.pt``) into our model format (EMA weights when present
-    and ``use_ema``), e.g. to use a model before its run has finished."""
-    state = checkpointing.load_checkpoint(checkpoint)
-    model = build_model(TrainConfig.from_dict(state["config"]).model)
-    weights = state["ema"]["weights"] if use_ema and state.get("ema") else state["model"]
-    load_state_strict(model, weights)
-    return save_glip(model, output, {"source": f"training checkpoint {Path(checkpoint).name}",
-                                     "step": str(state["step"])}, dtype=dtype)
+        context.close()

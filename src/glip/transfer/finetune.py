@@ -37,7 +37,8 @@ from glip.evaluation.runner import evaluate_detection
 from glip.modeling.glip import GLIP
 from glip.predictor import GLIPPredictor
 from glip.training.train_config import TrainConfig
-from glip.training.trainer import SkipUnreadable, Trainer
+from glip.data.training_set import SkipUnreadable
+from glip.training.trainer import Trainer
 from glip.adapters import Adapter, AdapterCategory, model_fingerprint, save_adapter
 from glip.transfer.fewshot import sample_few_shot
 from glip.transfer.modes import MODES, trainable_names
