@@ -14,7 +14,8 @@ def test_options_become_the_serve_config():
     config = serve_config(args)
     assert (config.max_batch, config.batch_window_ms, config.queue_size, config.request_timeout_s) == (4, 2.0, 9, 7.0)
     assert (config.max_upload_bytes, config.max_pixels) == (2 * 2**20, 1_500_000)
-    assert (config.max_decodes, config.max_classes, config.max_prompt_chars, config.max_prompt_chunks) == (3, 20, 500, 4)
+    limits = (config.max_decodes, config.max_classes, config.max_prompt_chars, config.max_prompt_chunks)
+    assert limits == (3, 20, 500, 4)
     assert (args.host, args.port) == ("127.0.0.1", 8000)  # loopback unless asked otherwise
 
 

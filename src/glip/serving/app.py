@@ -161,70 +161,74 @@ async def _unless_client_gone(request: Request, work: Awaitable[Any]) -> Any:
             await asyncio.gather(task, return_exceptions=True)
 
 
-def create_app(predictor: GLIPPredictor, config: ServeConfig | None = None, weights: str | None = None) -> FastAPI:
-    """The server application around ``predictor`` (see the module docstring).
+class DetectionService:
+    """What the routes share: the predictor, the batcher, the decoding pool and the counters.
 
-    Args:
-        predictor: the model, with any adapters already added.
-        config: batching, queue, timeout and request limits.
-        weights: where the model came from, reported by ``GET /v1/models``.
+    `start` and `stop` belong in the application's lifespan (they need the running event loop).
     """
-    config = config or ServeConfig()
-    batcher = Batcher(make_run_batch(predictor), config.max_batch, config.batch_window_ms / 1000, config.queue_size)
-    memory = IdleMemoryRelease(busy=lambda: not batcher.idle)
-    counts = RequestCounts()
-    decoders: list[ThreadPoolExecutor] = []  # the decoding pool of the running app (made by the lifespan)
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        decoders.append(ThreadPoolExecutor(max_workers=config.max_decodes, thread_name_prefix="glip-decode"))
-        await batcher.start()
-        try:
-            yield
-        finally:
-            await batcher.stop()
-            decoders.pop().shutdown(wait=False, cancel_futures=True)
+    def __init__(self, predictor: GLIPPredictor, config: ServeConfig) -> None:
+        self.predictor = predictor
+        self.config = config
+        self.batcher = Batcher(make_run_batch(predictor), config.max_batch, config.batch_window_ms / 1000,
+                               config.queue_size)
+        self.memory = IdleMemoryRelease(busy=lambda: not self.batcher.idle)
+        self.counts = RequestCounts()
+        self._decoders: ThreadPoolExecutor | None = None
 
-    app = FastAPI(title="GLIP", version=__version__, lifespan=lifespan,
-                  description="Zero-shot detection and phrase grounding: upload an image, name what to find.")
-    app.state.batcher = batcher
-    app.state.config = config
-    app.state.counts = counts
-    app.add_middleware(BodySizeLimit, max_bytes=config.max_upload_bytes)
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    async def start(self) -> None:
+        self._decoders = ThreadPoolExecutor(max_workers=self.config.max_decodes, thread_name_prefix="glip-decode")
+        await self.batcher.start()
 
-    @app.get("/", include_in_schema=False)
-    async def page() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html")
+    async def stop(self) -> None:
+        await self.batcher.stop()
+        self._decoders.shutdown(wait=False, cancel_futures=True)
+        self._decoders = None
 
-    @app.get("/healthz", summary="liveness, request outcomes, queue and batching counters")
-    async def healthz() -> dict:
-        return {"status": "ok", "waiting": batcher.waiting, "running": batcher.running,
-                "requests": asdict(counts), "stats": batcher.stats.to_dict(), "memory_releases": memory.releases}
+    def health(self) -> dict:
+        return {"status": "ok", "waiting": self.batcher.waiting, "running": self.batcher.running,
+                "requests": asdict(self.counts), "stats": self.batcher.stats.to_dict(),
+                "memory_releases": self.memory.releases}
 
-    @app.get("/v1/models", summary="the base model, the loaded adapters and the server's limits")
-    async def models() -> dict:
-        model_config = predictor.model.config
+    def models(self, weights: str | None) -> dict:
+        model_config = self.predictor.model.config
         return {
-            "model": {"name": model_config.name, "weights": weights, "device": str(predictor.device),
+            "model": {"name": model_config.name, "weights": weights, "device": str(self.predictor.device),
                       "input_min_size": model_config.input.min_size, "input_max_size": model_config.input.max_size,
-                      "max_text_tokens": predictor.max_length},
+                      "max_text_tokens": self.predictor.max_length},
             "adapters": [{"name": a.name, "mode": a.mode, "categories": a.category_names,
-                          "num_parameters": a.num_parameters()} for a in predictor.adapters.values()],
-            "limits": {**config.limits(), "max_caption_tokens": predictor.max_length},
+                          "num_parameters": a.num_parameters()} for a in self.predictor.adapters.values()],
+            "limits": {**self.config.limits(), "max_caption_tokens": self.predictor.max_length},
         }
 
-    async def answer(request: Request) -> JSONResponse:
+    async def detect(self, request: Request) -> JSONResponse:
+        """Answer one ``POST /v1/detect`` and count its outcome."""
+        self.memory.enter()
         try:
-            options, data, filename = await _read_request(request)
-            key = detect_key(options)
-            if key.adapter is not None and key.adapter not in predictor.adapters:
-                known = ", ".join(sorted(predictor.adapters)) or "none loaded"
-                return _error(404, f"unknown adapter '{key.adapter}' (adapters: {known}): see GET /v1/models")
-            await run_in_threadpool(check_prompt, key, predictor, config)
-            image = await asyncio.get_running_loop().run_in_executor(
-                decoders[0], decode_upload, data, config.max_pixels, filename or "image", predictor.model.config.input)
-            del data  # only the shrunk picture waits in the queue
+            response = await self._answer(request)
+        finally:
+            self.memory.leave()
+        self.counts.count(response.status_code)
+        return response
+
+    async def _prepare(self, request: Request) -> tuple[DetectKey, DecodedImage, str | None]:
+        """Read, check and decode a request: everything before the model (raises on refusal)."""
+        options, data, filename = await _read_request(request)
+        key = detect_key(options)
+        if key.adapter is not None and key.adapter not in self.predictor.adapters:
+            known = ", ".join(sorted(self.predictor.adapters)) or "none loaded"
+            raise UploadError(f"unknown adapter '{key.adapter}' (adapters: {known}): see GET /v1/models",
+                              status_code=404)
+        await run_in_threadpool(check_prompt, key, self.predictor, self.config)
+        image = await asyncio.get_running_loop().run_in_executor(
+            self._decoders, decode_upload, data, self.config.max_pixels, filename or "image",
+            self.predictor.model.config.input)
+        return key, image, filename  # the upload's bytes are let go: only the shrunk picture waits
+
+    async def _answer(self, request: Request) -> JSONResponse:
+        config = self.config
+        try:
+            key, image, filename = await self._prepare(request)
         except RequestTooLarge as error:
             return _error(413, str(error))
         except UploadError as error:
@@ -232,7 +236,7 @@ def create_app(predictor: GLIPPredictor, config: ServeConfig | None = None, weig
         except PromptError as error:
             return _error(422, str(error))
         try:
-            result = await _unless_client_gone(request, batcher.submit(key, image, config.request_timeout_s))
+            result = await _unless_client_gone(request, self.batcher.submit(key, image, config.request_timeout_s))
         except ClientGone:
             return _error(CLIENT_GONE, "the client went away before its answer")
         except QueueFullError as error:
@@ -248,19 +252,50 @@ def create_app(predictor: GLIPPredictor, config: ServeConfig | None = None, weig
             return _error(500, "internal error while detecting; the server log has the details")
         return JSONResponse({**result, "image": filename})
 
-    @app.post("/v1/detect", summary="detect classes or caption phrases in one image", response_model=DetectResponse,
-              responses=_ERRORS, openapi_extra={"requestBody": {"required": True, "content": {
-                  "multipart/form-data": {"schema": request_schema(config.max_classes, config.max_prompt_chars,
-                                                                   multipart=True)},
-                  "application/json": {"schema": request_schema(config.max_classes, config.max_prompt_chars,
-                                                                 multipart=False)}}}})
-    async def detect(request: Request) -> JSONResponse:
-        memory.enter()
+
+def create_app(predictor: GLIPPredictor, config: ServeConfig | None = None, weights: str | None = None) -> FastAPI:
+    """The server application around ``predictor`` (see the module docstring).
+
+    Args:
+        predictor: the model, with any adapters already added.
+        config: batching, queue, timeout and request limits.
+        weights: where the model came from, reported by ``GET /v1/models``.
+    """
+    config = config or ServeConfig()
+    service = DetectionService(predictor, config)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await service.start()
         try:
-            response = await answer(request)
+            yield
         finally:
-            memory.leave()
-        counts.count(response.status_code)
-        return response
+            await service.stop()
+
+    app = FastAPI(title="GLIP", version=__version__, lifespan=lifespan,
+                  description="Zero-shot detection and phrase grounding: upload an image, name what to find.")
+    app.state.service = service
+    app.add_middleware(BodySizeLimit, max_bytes=config.max_upload_bytes)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html")
+
+    @app.get("/healthz", summary="liveness, request outcomes, queue and batching counters")
+    async def healthz() -> dict:
+        return service.health()
+
+    @app.get("/v1/models", summary="the base model, the loaded adapters and the server's limits")
+    async def models() -> dict:
+        return service.models(weights)
+
+    schemas = {kind: {"schema": request_schema(config.max_classes, config.max_prompt_chars, multipart=multipart)}
+               for kind, multipart in (("multipart/form-data", True), ("application/json", False))}
+
+    @app.post("/v1/detect", summary="detect classes or caption phrases in one image", response_model=DetectResponse,
+              responses=_ERRORS, openapi_extra={"requestBody": {"required": True, "content": schemas}})
+    async def detect(request: Request) -> JSONResponse:
+        return await service.detect(request)
 
     return app
