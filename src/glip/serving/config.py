@@ -33,9 +33,10 @@ class ServeConfig:
         max_prompt_chars: most characters of prompt text in one request (the class names
             together, or the caption and its phrases), checked before anything is tokenised.
         max_prompt_chunks: most prompt chunks (model passes of the text side and head) per image.
-            Each chunk costs one head pass: 0.3 s on one CPU thread for glip-nano at 320 px, so
-            the default of 16 bounds one image at about 5 s there (on glip-nano's 64-token window
-            16 chunks hold about 200 short names; on GLIP-T's 256 tokens about 800).
+            Each chunk costs one text and head pass: 0.3 s on one CPU thread for glip-nano at 320 px,
+            so the default of 16 bounds one image at about 5 s there. 16 chunks hold about 400
+            COCO-length names on glip-nano's 64-token window and 1,600 on GLIP-T's 256 tokens (where
+            ``max_classes`` binds first).
         retry_after_s: the ``Retry-After`` value sent with 503.
     """
 
