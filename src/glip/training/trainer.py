@@ -99,8 +99,8 @@ class Trainer:
             ``config.train.device``).
         dataset: use this dataset instead of building ``config.data``.
         model: train this model instead of building ``config.model`` (e.g. with some parameters
-            already frozen, or a prompt embedding enabled); a resume must pass an identical one
-            (its frozen parameters are not stored in checkpoints, only their fingerprint).
+            already frozen, or a prompt embedding enabled); a resume must pass an identical one.
+            Its checkpoints store it whole.
     """
 
     def __init__(self, config: TrainConfig, context: DistributedContext | None = None,
@@ -117,13 +117,12 @@ class Trainer:
         train = config.train
         _seed_everything(train.seed)
         # self.rebuilt: the parameters that building the model again restores (checkpoints leave
-        # out those of them that are frozen); a model passed in is passed again to resume.
+        # out those of them that are frozen); the trainer cannot rebuild a model passed in.
         if model is None:
             start = build_model(config.model)
             model, self.rebuilt, self.sources = start.model, start.sourced, start.sources
         else:
-            self.rebuilt = frozenset(name for name, _ in model.named_parameters())
-            self.sources = "the model passed to the trainer"
+            self.rebuilt, self.sources = frozenset(), ""
         self.model = model.to(self.device)
         if train.freeze:
             frozen = freeze_parameters(self.model, train.freeze)
