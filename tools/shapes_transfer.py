@@ -29,8 +29,9 @@ from pathlib import Path
 
 from glip.evaluation import evaluate
 from glip.predictor import GLIPPredictor
-from glip.transfer.finetune import DEFAULT_LR, FinetuneConfig, finetune
-from glip.transfer.task import load_prompt_overrides
+from glip.transfer.finetune import finetune
+from glip.transfer.finetune_config import DEFAULT_LR, FinetuneConfig
+from glip.evaluation.prompt_overrides import load_prompt_overrides
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = (1, 3, 5, 10)

@@ -11,7 +11,7 @@ import logging
 import sys
 
 from glip.cli_errors import run_command
-from glip.transfer.finetune import DEFAULT_LR, DEFAULT_STEPS, FinetuneConfig
+from glip.transfer.finetune_config import DEFAULT_LR, DEFAULT_STEPS, FinetuneConfig
 
 
 
