@@ -236,6 +236,12 @@ print("exit", code, "torch" in sys.modules, "transformers" in sys.modules, "torc
     ["detect", "missing.png", "--classes", "x"],
     ["detect", "a.png", "--classes", "x", "--batch-size", "0"],
     ["detect", "a.png"],
+    ["eval", "--help"],
+    ["train", "--help"],
+    ["finetune", "--help"],
+    ["serve", "--help"],
+    ["shapes", "--help"],
+    ["convert", "--help"],
 ])
 def test_help_errors_and_missing_files_do_not_load_the_model_stack(tmp_path, argv):
     import subprocess
