@@ -34,6 +34,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from glip.files import write_atomically
 from glip.prompts import Prompt
 
 ADAPTER_FORMAT = "glip-adapter"
@@ -109,10 +110,7 @@ def save_adapter(adapter: Adapter, path: str | os.PathLike) -> Path:
         "info": json.dumps(adapter.info),
     }
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in adapter.tensors.items()}
-    temporary = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(temporary), metadata=metadata)
-    os.replace(temporary, path)
-    return path
+    return write_atomically(path, lambda temporary: save_file(tensors, str(temporary), metadata=metadata))
 
 
 def load_adapter(path: str | os.PathLike, name: str | None = None) -> Adapter:

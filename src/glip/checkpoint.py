@@ -13,14 +13,14 @@ import json
 import logging
 import os
 import re
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from glip.config import PRESETS, GLIPConfig, HeadConfig, SwinConfig, TextConfig, get_config
+from glip.files import write_atomically
 from glip.modeling.anchors import cell_anchor
 from glip.modeling.glip import GLIP
 
@@ -452,37 +452,6 @@ def save_glip(model: GLIP, path: str | os.PathLike, extra_metadata: dict[str, st
     write_atomically(path, lambda temporary: save_file(state, str(temporary), metadata=metadata))
     write_atomically(path.with_suffix(".json"), lambda temporary: temporary.write_text(config_json + "\n"))
     return path
-
-
-def write_atomically(path: Path, write: Callable[[Path], object]) -> Path:
-    """Call ``write(temporary)`` on a new file beside ``path``, then rename it over ``path`` in one step:
-    readers never see a half-written file. The file gets the permissions of any new file (0666 less
-    the umask, usually 0644), not the 0600 of a temporary file; a failed write leaves nothing behind.
-    """
-    descriptor, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(descriptor)
-    temporary = Path(name)
-    try:
-        write(temporary)
-        os.chmod(temporary, 0o666 & ~_umask())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _umask() -> int:
-    """The process's umask, read without changing it where the system allows (Linux)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)  # elsewhere the only way to read it is to set it, briefly
-    os.umask(mask)
-    return mask
 
 
 def load_glip(path: str | os.PathLike, config: GLIPConfig | str | None = None) -> GLIP:

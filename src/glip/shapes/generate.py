@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from glip.files import write_atomically
 from glip.shapes.captions import grounding_caption, referring_caption, referring_phrases
 from glip.shapes.scene import Scene, attribute_specs, random_spec, render_scene
 from glip.shapes.vocabulary import SPLITS, SplitSpec
@@ -140,17 +141,12 @@ def coco_dataset(spec: SplitSpec, images: list[dict]) -> dict:
 
 
 def _write_jsonl(path: Path, records: list[dict]) -> None:
-    temporary = path.with_suffix(".tmp")
-    with temporary.open("w") as handle:
-        for record in records:
-            handle.write(json.dumps(record, separators=(",", ":")) + "\n")
-    temporary.replace(path)
+    text = "".join(json.dumps(record, separators=(",", ":")) + "\n" for record in records)
+    write_atomically(path, lambda temporary: temporary.write_text(text))
 
 
 def _write_json(path: Path, data: dict) -> None:
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(data, separators=(",", ":")) + "\n")
-    temporary.replace(path)
+    write_atomically(path, lambda temporary: temporary.write_text(json.dumps(data, separators=(",", ":")) + "\n"))
 
 
 def _prepare(split_dir: Path, overwrite: bool) -> None:

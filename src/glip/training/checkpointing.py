@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from glip.checkpoint import load_state_strict, shorten_names
+from glip.files import stale_temporaries, write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -66,31 +67,9 @@ def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
     return found[-1][1] if found else None
 
 
-def _fsync_directory(directory: Path) -> None:
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:  # Windows cannot open directories; the rename is durable enough there
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
-
-
 def atomic_save(payload: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to ``path.tmp``, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as handle:
-        torch.save(payload, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    _fsync_directory(path.parent)
-    return path
+    """``torch.save`` to a temporary file, flushed to disk, then renamed over ``path``."""
+    return write_atomically(path, lambda temporary: torch.save(payload, temporary), durable=True)
 
 
 def save_checkpoint(directory: str | os.PathLike, step: int, payload: dict[str, Any], keep_last: int) -> Path:
@@ -100,8 +79,8 @@ def save_checkpoint(directory: str | os.PathLike, step: int, payload: dict[str, 
     path = atomic_save(payload, directory / checkpoint_name(step))
     for _, old in list_checkpoints(directory)[:-keep_last]:
         old.unlink(missing_ok=True)
-    for stale in directory.glob("step_*.pt.tmp"):
-        stale.unlink(missing_ok=True)
+    for stale in [*stale_temporaries(directory, "step_*.pt"), *directory.glob("step_*.pt.tmp")]:
+        stale.unlink(missing_ok=True)  # left by a killed run (the second form: written by older versions)
     logger.info("saved checkpoint %s", path)
     return path
 
