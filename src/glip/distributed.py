@@ -97,6 +97,18 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return resolved
 
 
+def average_across_processes(value: float) -> float:
+    """``value`` summed over the processes of the default group and divided by their number (the
+    official loss normalisation); ``value`` itself outside torchrun."""
+    if dist.is_available() and dist.is_initialized():
+        tensor = torch.tensor([value], dtype=torch.float64)
+        if dist.get_backend() == "nccl":
+            tensor = tensor.cuda()
+        dist.all_reduce(tensor)
+        return float(tensor.item()) / dist.get_world_size()
+    return value
+
+
 @dataclass
 class DistributedContext:
     """Where this process stands: ``rank`` of ``world_size`` processes (1 without torchrun), its

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torchvision.ops import sigmoid_focal_loss
 
+from glip.distributed import average_across_processes
 from glip.modeling.box_coder import BoxCoder
 from glip.modeling.glip import GLIPOutput
 from glip.training.assigner import atss_assign
@@ -27,17 +27,6 @@ class LossConfig:
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
     atss_top_k: int = 9
-
-
-def average_across_processes(value: float) -> float:
-    """Official normalisation: sum over processes, divided by the number of processes."""
-    if dist.is_available() and dist.is_initialized():
-        tensor = torch.tensor([value], dtype=torch.float64)
-        if dist.get_backend() == "nccl":
-            tensor = tensor.cuda()
-        dist.all_reduce(tensor)
-        return float(tensor.item()) / dist.get_world_size()
-    return value
 
 
 def giou_loss(pred_boxes: torch.Tensor, target_boxes: torch.Tensor) -> torch.Tensor:
