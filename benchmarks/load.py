@@ -23,7 +23,6 @@ import base64
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -35,6 +34,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
+from local_server import start_server, stop_server
 from PIL import Image
 
 SCENE = Path(__file__).resolve().parents[1] / "examples" / "scene.png"
@@ -145,42 +145,13 @@ def run_load(url: str, payloads: list[bytes], references: list[dict], args: argp
     return setting
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_server(max_batch: int, args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
+def start_server_for(max_batch: int, args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
     """``glip serve`` with the embedded model on a free loopback port; returns once /healthz answers."""
-    port = free_port()
-    command = [sys.executable, "-m", "glip.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-               "--max-batch", str(max_batch), "--batch-window-ms", str(args.batch_window_ms),
-               "--queue-size", str(max(64, 4 * args.clients))]
+    serve_args = ["--max-batch", str(max_batch), "--batch-window-ms", str(args.batch_window_ms),
+                  "--queue-size", str(max(64, 4 * args.clients))]
     if args.device:
-        command += ["--device", args.device]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"glip serve exited with {process.returncode}: {process.stderr.read().strip()}")
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=1):
-                return process, url
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("glip serve did not answer /healthz within 120 s")
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        serve_args += ["--device", args.device]
+    return start_server(serve_args)
 
 
 def report(setting: Setting) -> None:
@@ -242,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if setting.mismatches else 0
     results, references = [], None
     for max_batch in (1, args.max_batch):
-        process, url = start_server(max_batch, args)
+        process, url = start_server_for(max_batch, args)
         try:
             setting, references = measure(url, payloads, references, args, f"--max-batch {max_batch}")
         finally:

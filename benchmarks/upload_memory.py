@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -32,6 +30,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from local_server import start_server, stop_server
 from PIL import Image, ImageDraw
 
 CLASSES = "star, square, hexagon, cross, circle, triangle"
@@ -116,27 +115,6 @@ class PeakSampler:
         self._thread.join()
 
 
-def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "glip.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-               "--device", args.device, *args.serve_arg]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"glip serve exited with {process.returncode}: {process.stderr.read().strip()}")
-        try:
-            get_json(url + "/healthz")
-            return process, url
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("glip serve did not answer /healthz within 120 s")
-
-
 def wait_idle(url: str, timeout_s: float = 300) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -181,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: keep it bounded: 1..64 clients, 1..5 bursts", file=sys.stderr)
         return 2
     data = large_png(args.width, args.height)
-    process, url = start_server(args)
+    process, url = start_server(["--device", args.device, *args.serve_arg])
     sampler = PeakSampler(process.pid)
     try:
         if post(url, small_png(), args.timeout)[0] != 200:
@@ -206,12 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                                      or health["stats"]))
     finally:
         sampler.close()
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_server(process)
     return 0
 
 

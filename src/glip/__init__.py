@@ -6,8 +6,9 @@ The names below are imported on first use, so that ``import glip`` (and the ``gl
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from glip.lazy_exports import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -26,14 +27,4 @@ if TYPE_CHECKING:
     from glip.modeling.glip import GLIP
     from glip.predictor import GLIPPredictor
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value  # later look-ups skip this function
-        return value
-    raise AttributeError(f"module 'glip' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

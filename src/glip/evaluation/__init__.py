@@ -13,8 +13,9 @@ so that ``glip eval --help`` and argument errors do not load the model stack.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from glip.lazy_exports import lazy_exports
 
 # Public name -> module that defines it.
 _LAZY = {
@@ -93,24 +94,19 @@ __all__ = [
 
 if TYPE_CHECKING:
     from glip.evaluation.common import EvaluationError
-    from glip.evaluation.detection_data import Category, CategoryPrompt, DetectionDataset, ImageInfo, detection_dataset_from_coco, load_detection_dataset
-    from glip.evaluation.detection_metrics import DetectionProtocol, DetectionResult, compute_detection_metrics, default_protocol, limit_detections
+    from glip.evaluation.detection_data import (Category, CategoryPrompt, DetectionDataset, ImageInfo,
+                                                detection_dataset_from_coco, load_detection_dataset)
+    from glip.evaluation.detection_metrics import (DetectionProtocol, DetectionResult,
+                                                   compute_detection_metrics, default_protocol,
+                                                   limit_detections)
     from glip.distributed import DistributedContext, init_distributed
     from glip.evaluation.grounding_data import GroundingDataset, GroundingRecord, load_grounding_dataset
     from glip.evaluation.grounding_metrics import GroundingResult, compute_grounding_recall
-    from glip.evaluation.predictions import check_detection_predictions, check_grounding_predictions, load_predictions, save_predictions
+    from glip.evaluation.predictions import (check_detection_predictions, check_grounding_predictions,
+                                             load_predictions, save_predictions)
     from glip.evaluation.report import to_markdown, write_report
-    from glip.evaluation.runner import evaluate, evaluate_detection, evaluate_grounding, evaluate_suite, load_dataset
+    from glip.evaluation.runner import (evaluate, evaluate_detection, evaluate_grounding, evaluate_suite,
+                                        load_dataset)
     from glip.evaluation.suite import Suite, SuiteEntry, SuiteResult, load_suite
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value  # later look-ups skip this function
-        return value
-    raise AttributeError(f"module 'glip.evaluation' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
