@@ -1,12 +1,16 @@
 """Helpers of the serving tests: images as upload bytes, a header-only huge PNG, result comparison,
-a model call that runs until it is cancelled."""
+a model call that runs until it is cancelled, the app on a real uvicorn server."""
 
 from __future__ import annotations
 
 import io
+import socket
 import struct
 import threading
+import time
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -69,3 +73,25 @@ def slow_for(predictor, monkeypatch, word: str = "slowpoke", chunk_s: float = 1.
 
     monkeypatch.setattr(predictor, "detect", slow_detect)
     return seen
+
+
+@contextmanager
+def uvicorn_server(app) -> Iterator[int]:
+    """``app`` served by uvicorn on a free loopback port (a thread of this process); yields the port."""
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -11,14 +11,11 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from serving_support import SCENE
+from serving_support import SCENE, uvicorn_server
 
 pytest.importorskip("uvicorn", reason="the browser test needs the serve extra: pip install -e '.[serve]'")
 
@@ -50,25 +47,11 @@ def browser():
 @pytest.fixture(scope="module")
 def server_url():
     """uvicorn on a free loopback port in a background thread, serving the embedded default model."""
-    import uvicorn
-
     from glip.predictor import GLIPPredictor
     from glip.serving.app import create_app
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    app = create_app(GLIPPredictor.from_pretrained(None, device="cpu"))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with uvicorn_server(create_app(GLIPPredictor.from_pretrained(None, device="cpu"))) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_page_detects_and_draws_boxes(browser, server_url, tmp_path):

@@ -6,13 +6,12 @@ from __future__ import annotations
 import base64
 import json
 import socket
-import threading
 import time
 import urllib.request
 
 import pytest
 
-from serving_support import image_bytes, slow_for
+from serving_support import image_bytes, slow_for, uvicorn_server
 
 pytest.importorskip("uvicorn", reason="needs the serve extra: pip install -e '.[serve]'")
 
@@ -20,25 +19,11 @@ pytest.importorskip("uvicorn", reason="needs the serve extra: pip install -e '.[
 @pytest.fixture()
 def server(predictor):
     """uvicorn on a free loopback port in a background thread around the tiny predictor."""
-    import uvicorn
-
     from glip.serving.app import create_app
     from glip.serving.config import ServeConfig
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    app = create_app(predictor, ServeConfig(max_batch=1, batch_window_ms=0))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield port
-    server.should_exit = True
-    thread.join(10)
+    with uvicorn_server(create_app(predictor, ServeConfig(max_batch=1, batch_window_ms=0))) as port:
+        yield port
 
 
 def _health(port: int) -> dict:
