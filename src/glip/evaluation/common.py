@@ -44,6 +44,19 @@ def read_json(path: str | Path, what: str) -> Any:
     return read_json_file(path, what, EvaluationError)
 
 
+def read_yaml(path: str | Path, what: str) -> Any:
+    """The parsed YAML file ``path`` (``what`` names it in errors: a missing file, invalid YAML)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise EvaluationError(f"{what} {path} does not exist")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise EvaluationError(f"{path} is not valid YAML: {str(error).splitlines()[0]}") from None
+
+
 def json_ready(value: Any) -> Any:
     """Turn numpy scalars/arrays, paths and NaN into plain JSON values (NaN -> None)."""
     import numpy as np

@@ -18,9 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from glip.evaluation.common import EvaluationError, examples
+from glip.evaluation.common import EvaluationError, examples, read_yaml
 from glip.prompts import PromptPiece, clean_name
 
 if TYPE_CHECKING:
@@ -40,12 +38,7 @@ def load_prompt_overrides(path: str | os.PathLike | None) -> dict[Any, Any] | No
     if path is None:
         return None
     path = Path(path)
-    if not path.is_file():
-        raise EvaluationError(f"prompt override file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise EvaluationError(f"{path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    data = read_yaml(path, "prompt override file")
     if not isinstance(data, dict) or not data:
         raise EvaluationError(f"{path} must map category names (or ids) to prompts, e.g. 'ellipse: an oval ellipse'")
     return data

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from glip.evaluation.common import EvaluationError, json_ready
+from glip.evaluation.common import EvaluationError, json_ready, read_yaml
 
 ENTRY_KEYS = ("name", "annotations", "images", "task", "prompts", "predictions", "fixed_ap")
 TASKS = ("detection", "grounding")
@@ -129,15 +129,8 @@ def _entry(raw: Any, position: int, base: Path, source: str) -> SuiteEntry:
 
 def load_suite(path: str | os.PathLike) -> Suite:
     """Read and check a suite YAML (see the module docstring)."""
-    import yaml
-
     path = Path(path)
-    if not path.is_file():
-        raise EvaluationError(f"suite file {str(path)!r} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise EvaluationError(f"{path}: invalid YAML ({exc})".replace("\n", " ")) from None
+    data = read_yaml(path, "suite file")
     if not isinstance(data, dict) or not isinstance(data.get("datasets"), list):
         raise EvaluationError(f"{path}: a suite is a mapping with a 'datasets' list")
     unknown = set(data) - {"name", "datasets"}
