@@ -14,9 +14,11 @@ from glip.prompts import (
     build_caption_prompt,
     build_class_prompt,
     PromptPiece,
+    chunk_caption_prompt,
     chunk_class_names,
     chunk_prompt_pieces,
     clean_name,
+    count_prompt_tokens,
     extract_noun_phrases,
     tokenize_prompt,
 )
@@ -276,3 +278,30 @@ def test_chunking_errors() -> None:
     with pytest.raises(ValueError, match="no class names"):
         chunk_class_names([])
     assert _indices(chunk_class_names(["person", "rocket", "flag"], max_length=6)) == [[0, 1], [2]]
+
+
+def test_a_caption_that_fits_is_one_chunk() -> None:
+    prompt = build_caption_prompt("a small red star above a blue ring", ["small red star", "blue ring"])
+    (chunk,) = chunk_caption_prompt(prompt, max_length=256)
+    assert chunk.prompt == prompt and chunk.phrase_offset == 0
+    assert chunk.tokens.token_indices == tokenize_prompt(prompt, 256).token_indices
+
+
+def test_a_long_caption_is_cut_into_windows_of_its_phrases() -> None:
+    tokenizer = load_tokenizer()
+    words = ["red star", "blue ring", "green cross", "small hexagon", "big square", "black arrow"]
+    caption = "there is a " + ", next to a ".join(words) + " in the picture"
+    prompt = build_caption_prompt(caption, words)
+    assert count_prompt_tokens(caption, tokenizer) > 16
+    chunks = chunk_caption_prompt(prompt, max_length=16, tokenizer=tokenizer)
+    assert len(chunks) > 1
+    seen = []
+    for chunk in chunks:
+        assert chunk.tokens.num_tokens <= 16
+        for offset, (phrase, spans) in enumerate(zip(chunk.prompt.phrases, chunk.prompt.spans)):
+            (start, end), = spans
+            assert chunk.prompt.caption[start:end] == phrase == words[chunk.phrase_offset + offset]
+            seen.append(chunk.phrase_offset + offset)
+    assert seen == list(range(len(words)))
+    with pytest.raises(ValueError, match="alone is longer"):
+        chunk_caption_prompt(prompt, max_length=3, tokenizer=tokenizer)

@@ -467,3 +467,51 @@ def chunk_class_names(
         [0, 2]
     """
     return chunk_prompt_pieces([PromptPiece(text) for text in _clean_names(names)], max_length, tokenizer)
+
+
+def chunk_caption_prompt(
+    prompt: Prompt,
+    max_length: int = 256,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+) -> list[PromptChunk]:
+    """A caption prompt as chunks that fit ``max_length`` tokens.
+
+    A caption that fits is one chunk, exactly :func:`tokenize_prompt`'s. A longer one is cut into
+    windows of the caption: each window runs from the first character of its first phrase to the
+    last character of its last phrase, phrases taken in order while the window fits; spans are
+    shifted into the window, and ``phrase_offset`` says where the window's phrases sit in
+    ``prompt.phrases``. Text before the first phrase of a window is not seen with it.
+
+    Raises:
+        ValueError: one phrase alone (from its first to its last character) does not fit.
+
+    Example:
+        >>> long = build_caption_prompt("a red star and a blue ring", ["red star", "blue ring"])
+        >>> [c.prompt.caption for c in chunk_caption_prompt(long, max_length=5)]
+        ['red star', 'blue ring']
+    """
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer()
+    if count_prompt_tokens(prompt.caption, tokenizer) <= max_length:
+        return [PromptChunk(prompt, tokenize_prompt(prompt, max_length, tokenizer), 0)]
+    bounds = [(min(s for s, _ in spans), max(e for _, e in spans)) for spans in prompt.spans]
+
+    def window(first: int, last: int) -> Prompt:  # phrases first..last (inclusive)
+        start = min(b[0] for b in bounds[first:last + 1])
+        end = max(b[1] for b in bounds[first:last + 1])
+        return Prompt(prompt.caption[start:end], prompt.phrases[first:last + 1],
+                      [[(s - start, e - start) for s, e in spans] for spans in prompt.spans[first:last + 1]])
+
+    chunks: list[PromptChunk] = []
+    first = 0
+    while first < len(prompt.phrases):
+        if count_prompt_tokens(window(first, first).caption, tokenizer) > max_length:
+            raise ValueError(f"phrase {prompt.phrases[first]!r} alone is longer than the model's window of "
+                             f"{max_length} tokens: shorten it")
+        last = first
+        while last + 1 < len(prompt.phrases) and \
+                count_prompt_tokens(window(first, last + 1).caption, tokenizer) <= max_length:
+            last += 1
+        part = window(first, last)
+        chunks.append(PromptChunk(part, tokenize_prompt(part, max_length, tokenizer), first))
+        first = last + 1
+    return chunks
