@@ -204,3 +204,16 @@ def test_trimmed_text_padding_gives_the_same_detections(predictor, scene):
         assert a.phrase_index == b.phrase_index
         assert a.score == pytest.approx(b.score, abs=1e-5)
         np.testing.assert_allclose(a.bbox_xyxy, b.bbox_xyxy, atol=1e-2)
+
+
+def test_a_caption_longer_than_the_window_runs_in_windows(predictor, scene, monkeypatch):
+    words = ["red circle", "blue square", "green star", "small circle", "big square"]
+    caption = "a " + ", then a ".join(words)
+    (whole,) = predictor.detect(scene, caption=caption, phrases=words, threshold=0.0)
+    monkeypatch.setattr(predictor, "max_length", 10)
+    chunks = predictor.build_prompts(caption=caption, phrases=words)
+    assert len(chunks) > 1 and all(c.tokens.num_tokens <= 10 for c in chunks)
+    (windowed,) = predictor.detect(scene, caption=caption, phrases=words, threshold=0.0)
+    assert windowed.caption == caption and windowed.phrases == words
+    assert {d.phrase for d in windowed.detections} <= set(words) and windowed.detections
+    assert whole.phrases == words

@@ -28,7 +28,7 @@ from glip.hub import OFFICIAL_WEIGHTS, resolve_weights
 from glip.images import ImageSource, prepare_images
 from glip.modeling.glip import GLIP
 from glip.modeling.postprocess import Detections, one_name_per_object
-from glip.prompts import PromptChunk, build_caption_prompt, chunk_class_names, tokenize_prompt
+from glip.prompts import PromptChunk, build_caption_prompt, chunk_caption_prompt, chunk_class_names, tokenize_prompt
 from glip.tokenizer import load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -146,8 +146,7 @@ class GLIPPredictor:
             return chunk_class_names(list(classes), self.max_length, self.tokenizer)
         if phrases is not None and len(phrases) == 0:
             phrases = None
-        prompt = build_caption_prompt(caption, phrases)
-        return [PromptChunk(prompt, tokenize_prompt(prompt, self.max_length, self.tokenizer), 0)]
+        return chunk_caption_prompt(build_caption_prompt(caption, phrases), self.max_length, self.tokenizer)
 
     # ------------------------------------------------------------------ detection
     @torch.inference_mode()
@@ -163,7 +162,9 @@ class GLIPPredictor:
             classes: class names (detection prompt "a. b. c."); any number, chunked to fit the
                 model's token window (256 for the official models, 64 for glip-nano).
             caption: a free caption; ``phrases`` are strings found in it or (start, end) character
-                spans; without phrases, its noun phrases (spaCy, optional) or the whole caption.
+                spans; without phrases, its noun phrases (spaCy, optional) or the whole caption. A
+                caption longer than the token window runs as windows of its phrases
+                (`glip.prompts.chunk_caption_prompt`).
             threshold: minimum score of a returned detection.
             max_detections: per image, at least 1 (default: the model config's, 100).
             batch_size: images per forward pass, at least 1.
@@ -189,7 +190,7 @@ class GLIPPredictor:
             raise ValueError("no images given")
         chunks = self.build_prompts(classes, caption, phrases, adapter)
         all_phrases = [p for chunk in chunks for p in chunk.prompt.phrases]
-        caption_text = chunks[0].prompt.caption if len(chunks) == 1 else " ".join(c.prompt.caption for c in chunks)
+        caption_text = caption if caption is not None else " ".join(c.prompt.caption for c in chunks)
         merge_names = caption is None and not all_names
         results = []
         starts = range(0, len(sources), batch_size)
