@@ -28,11 +28,15 @@ import itertools
 import numpy as np
 
 from glip.shapes.scene import ObjectSpec, SceneObject
-from glip.shapes.vocabulary import ATTRIBUTES, COUNT_WORDS, PLURALS
+from glip.shapes.vocabulary import ATTRIBUTES, COUNT_WORDS, NOVEL_SHAPES, PLURALS
 
 PREFIXES: tuple[str, ...] = ("", "", "there {be} ", "a picture of ", "an image with ", "we can see ")
 ATTRIBUTE_COUNT_WEIGHTS = (0.2, 0.35, 0.3, 0.15)  # how many attributes a phrase starts with: 0..3
 RELATION_PROBABILITY = 0.6  # chance that two single-object phrases are joined by a relation
+# ``web`` captions: a novel-shape phrase mostly names a known attribute ("a red ellipse") and is mostly
+# related to a trained-shape phrase, the context a teacher can use to guess the unknown word's box.
+NOVEL_ATTRIBUTE_COUNT_WEIGHTS = (0.1, 0.45, 0.3, 0.15)
+WEB_RELATION_PROBABILITY = 0.8  # chance, per trained partner tried, that a novel phrase is related to it
 
 
 class CaptionBuilder:
@@ -83,15 +87,20 @@ def relations(first: tuple[float, ...], second: tuple[float, ...]) -> list[str]:
     return held
 
 
-def _groups(rng: np.random.Generator, specs: list[ObjectSpec]) -> list[tuple[set[str], list[int]]]:
-    """Partition the objects into phrase groups: (attributes named, objects referred to)."""
+def _groups(rng: np.random.Generator, specs: list[ObjectSpec],
+            weights: dict[str, tuple[float, ...]] | None = None) -> list[tuple[set[str], list[int]]]:
+    """Partition the objects into phrase groups: (attributes named, objects referred to).
+
+    ``weights`` maps a shape to its own attribute-count weights (default `ATTRIBUTE_COUNT_WEIGHTS`).
+    """
     covered: set[int] = set()
     groups = []
     for index in rng.permutation(len(specs)).tolist():
         if index in covered:
             continue
         order = [ATTRIBUTES[i] for i in rng.permutation(len(ATTRIBUTES))]
-        count = int(rng.choice(len(ATTRIBUTE_COUNT_WEIGHTS), p=ATTRIBUTE_COUNT_WEIGHTS))
+        p = (weights or {}).get(specs[index].shape, ATTRIBUTE_COUNT_WEIGHTS)
+        count = int(rng.choice(len(p), p=p))
         attributes = set(order[:count])
         members = matching(specs, specs[index], attributes)
         # Naming every attribute always works: an identical object would have been covered with it.
@@ -103,30 +112,50 @@ def _groups(rng: np.random.Generator, specs: list[ObjectSpec]) -> list[tuple[set
     return groups
 
 
-def _clauses(rng: np.random.Generator, objects: list[SceneObject],
-             groups: list[tuple[set[str], list[int]]]) -> list[list[tuple[str, list[int] | None]]]:
-    """Clauses as lists of (text, objects) pieces; objects None for connecting words."""
+def _phrases(objects: list[SceneObject], groups: list[tuple[set[str], list[int]]]) -> list[tuple[str, list[int]]]:
     specs = [o.spec for o in objects]
-    phrase = [(noun_phrase(specs[members[0]], attributes, len(members)), members) for attributes, members in groups]
-    singles = [i for i, (_, members) in enumerate(groups) if len(members) == 1]
-    paired: set[int] = set()
-    clauses = []
-    for a, b in itertools.combinations(singles, 2):
-        if a in paired or b in paired or rng.random() >= RELATION_PROBABILITY:
+    return [(noun_phrase(specs[members[0]], attributes, len(members)), members) for attributes, members in groups]
+
+
+def _relate(rng: np.random.Generator, objects: list[SceneObject], groups: list[tuple[set[str], list[int]]],
+            candidates: list[tuple[int, int]], probability: float, paired: set[int],
+            clauses: list[list[tuple[str, list[int] | None]]]) -> None:
+    """Join candidate pairs ``(a, b)`` of single-object groups by a relation that holds from a to b.
+
+    Each pair whose groups are both still free is joined with chance ``probability`` when some
+    relation holds; the clause goes to ``clauses`` and both groups to ``paired``.
+    """
+    phrase = _phrases(objects, groups)
+    for a, b in candidates:
+        if a in paired or b in paired or rng.random() >= probability:
             continue
         held = relations(objects[groups[a][1][0]].box, objects[groups[b][1][0]].box)
         if held:
             relation = held[int(rng.integers(len(held)))]
             clauses.append([phrase[a], (f" {relation} ", None), phrase[b]])
             paired.update((a, b))
-    clauses += [[phrase[i]] for i in range(len(groups)) if i not in paired]
+
+
+def _shuffled(rng: np.random.Generator, objects: list[SceneObject], groups: list[tuple[set[str], list[int]]],
+              paired: set[int], clauses: list[list[tuple[str, list[int] | None]]]) -> list[list]:
+    """The joined clauses plus one clause per group left alone, in random order."""
+    phrase = _phrases(objects, groups)
+    clauses = clauses + [[phrase[i]] for i in range(len(groups)) if i not in paired]
     return [clauses[i] for i in rng.permutation(len(clauses))]
 
 
-def _assemble(rng: np.random.Generator, objects: list[SceneObject],
-              groups: list[tuple[set[str], list[int]]]) -> CaptionBuilder:
-    """A caption of one phrase per group, single-object phrases sometimes joined by relations."""
-    clauses = _clauses(rng, objects, groups)
+def _clauses(rng: np.random.Generator, objects: list[SceneObject],
+             groups: list[tuple[set[str], list[int]]]) -> list[list[tuple[str, list[int] | None]]]:
+    """Clauses as lists of (text, objects) pieces; objects None for connecting words."""
+    singles = [i for i, (_, members) in enumerate(groups) if len(members) == 1]
+    paired: set[int] = set()
+    clauses: list[list[tuple[str, list[int] | None]]] = []
+    _relate(rng, objects, groups, list(itertools.combinations(singles, 2)), RELATION_PROBABILITY, paired, clauses)
+    return _shuffled(rng, objects, groups, paired, clauses)
+
+
+def _assemble(rng: np.random.Generator, clauses: list[list[tuple[str, list[int] | None]]]) -> CaptionBuilder:
+    """A caption of the clauses: a prefix, the clauses joined by commas and "and", maybe a full stop."""
     builder = CaptionBuilder()
     prefix = PREFIXES[int(rng.integers(len(PREFIXES)))]
     builder.add(prefix.format(be="is" if len(clauses[0][0][1]) == 1 else "are"))
@@ -147,7 +176,33 @@ def _assemble(rng: np.random.Generator, objects: list[SceneObject],
 
 def grounding_caption(rng: np.random.Generator, objects: list[SceneObject]) -> CaptionBuilder:
     """A caption mentioning every object of the scene exactly once."""
-    return _assemble(rng, objects, _groups(rng, [o.spec for o in objects]))
+    groups = _groups(rng, [o.spec for o in objects])
+    return _assemble(rng, _clauses(rng, objects, groups))
+
+
+def web_caption(rng: np.random.Generator, objects: list[SceneObject]) -> CaptionBuilder:
+    """A ``web`` caption: every object mentioned once, novel shapes in the context of trained ones.
+
+    Phrases are grouped as in `grounding_caption`, but a phrase of a novel shape (ellipse,
+    trapezoid, octagon) names 1-3 attributes nine times in ten, and is first tried against each
+    single-object phrase of a trained shape, in random order and on either side, so that most
+    read like "a red ellipse to the left of a blue star". The other phrases are then related as
+    in `grounding_caption`.
+    """
+    specs = [o.spec for o in objects]
+    groups = _groups(rng, specs, {shape: NOVEL_ATTRIBUTE_COUNT_WEIGHTS for shape in NOVEL_SHAPES})
+    singles = [i for i, (_, members) in enumerate(groups) if len(members) == 1]
+    novel = [i for i in singles if specs[groups[i][1][0]].shape in NOVEL_SHAPES]
+    trained = [i for i in singles if i not in novel]
+    candidates = []
+    for a in novel:
+        for b in rng.permutation(trained).tolist():
+            candidates.append((a, b) if rng.random() < 0.5 else (b, a))
+    paired: set[int] = set()
+    clauses: list[list[tuple[str, list[int] | None]]] = []
+    _relate(rng, objects, groups, candidates, WEB_RELATION_PROBABILITY, paired, clauses)
+    _relate(rng, objects, groups, list(itertools.combinations(singles, 2)), RELATION_PROBABILITY, paired, clauses)
+    return _assemble(rng, _shuffled(rng, objects, groups, paired, clauses))
 
 
 def referring_caption(rng: np.random.Generator, objects: list[SceneObject]) -> CaptionBuilder:
@@ -158,7 +213,8 @@ def referring_caption(rng: np.random.Generator, objects: list[SceneObject]) -> C
     of one shape are told apart in the text only by their attribute words.
     """
     attributes = referring_attributes(rng, [o.spec for o in objects])
-    return _assemble(rng, objects, [(names, [index]) for index, names in enumerate(attributes)])
+    groups = [(names, [index]) for index, names in enumerate(attributes)]
+    return _assemble(rng, _clauses(rng, objects, groups))
 
 
 def referring_attributes(rng: np.random.Generator, specs: list[ObjectSpec]) -> list[set[str]]:

@@ -2,6 +2,8 @@
 texture skip (the step between stages 4 and 5 of glip-nano).
 
     glip shapes generate --out data/shapes --split det-train --num-images 10000 --seed 0 --workers 2
+    glip shapes generate --out data/shapes --split web --num-images 10000 --seed 0 --workers 2 --shard-size 1000
+    glip shapes pseudo-quality --labels runs/web-labels --truth data/shapes/web/truth.jsonl
     glip shapes report --data data/shapes --model glip-nano=src/glip/weights/glip-nano.safetensors
     glip shapes texture-pretrain --weights runs/glip-nano-stage4/model.safetensors \
         --grounding data/shapes/attributes-train data/shapes/ground-train --steps 1000 \
@@ -13,6 +15,7 @@ Errors are one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 import sys
 import time
@@ -36,12 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     generate = sub.add_parser("generate", help="draw one split: images, COCO JSON, grounding JSON Lines")
     generate.add_argument("--out", required=True, help="dataset root; the split is written to OUT/SPLIT")
-    generate.add_argument("--split", required=True, choices=list(SPLITS), help="which split")
+    generate.add_argument("--split", required=True, choices=[*SPLITS, "web"],
+                          help="which split (web: image-caption pairs without boxes, truth kept apart)")
     generate.add_argument("--num-images", type=int, required=True, help="number of images")
     generate.add_argument("--seed", type=int, required=True, help="dataset seed")
     generate.add_argument("--size", type=int, default=320, help="image side in pixels (default 320)")
     generate.add_argument("--workers", type=int, default=1, help="drawing processes (default 1)")
-    generate.add_argument("--format", choices=IMAGE_FORMATS, default="png", help="image format (default png)")
+    generate.add_argument("--format", choices=IMAGE_FORMATS, help="image format (default png; jpg for web)")
+    generate.add_argument("--shard-size", type=int, metavar="N",
+                          help="web only: also write webdataset tar shards of N pairs (OUT/web/shards/)")
     generate.add_argument("--overwrite", action="store_true", help="replace an existing split directory")
     report = sub.add_parser("report", help="evaluate models on the test splits and print a Markdown table")
     report.add_argument("--data", required=True, help="dataset root holding the test splits")
@@ -61,7 +67,32 @@ def build_parser() -> argparse.ArgumentParser:
     texture.add_argument("--steps", type=int, default=800, help="optimizer steps of 8 pictures (default 800)")
     texture.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
     texture.add_argument("--seed", type=int, default=0, help="sampling and initialisation seed (default 0)")
+    quality = sub.add_parser("pseudo-quality",
+                             help="precision and recall of pseudo labels against the web split's true boxes")
+    quality.add_argument("--labels", nargs="+", required=True, metavar="DIR_OR_SHARD",
+                         help="the --out folder of glip label, or its .jsonl label shards")
+    quality.add_argument("--truth", required=True, help="truth.jsonl of the web split that was labelled")
+    quality.add_argument("--iou", type=float, default=0.5, help="least IoU of a match (default 0.5)")
+    quality.add_argument("--min-score", type=float, default=0.0,
+                         help="ignore pseudo boxes scored below this (default 0: all the labeller kept)")
+    quality.add_argument("--labelled-only", action="store_true",
+                         help="count recall over the labelled pairs only, not every pair of the truth")
+    quality.add_argument("--out", default="pseudo-quality.json", help="JSON file to write (default pseudo-quality.json)")
     return parser
+
+
+def run_pseudo_quality(args: argparse.Namespace) -> int:
+    from glip.shapes.pseudo_quality import quality_table, read_label_records, read_truth, score_pseudo_labels
+
+    quality = score_pseudo_labels(read_label_records(args.labels), read_truth(args.truth), iou_threshold=args.iou,
+                                  min_score=args.min_score, labelled_only=args.labelled_only)
+    Path(args.out).write_text(json.dumps(quality.to_dict(), indent=1) + "\n")
+    print(f"{quality.labelled_records} labelled pairs of {quality.truth_records} counted for recall"
+          f"{'' if not quality.unmatched_records else f'; {len(quality.unmatched_records)} label records match no truth'}"
+          f"; pseudo phrases: {quality.exact_spans} with the truth's span, {quality.partial_spans} with another")
+    print(quality_table(quality))
+    print(f"-> {args.out}")
+    return 0
 
 
 def run_texture_pretrain(args: argparse.Namespace) -> int:
@@ -99,9 +130,11 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:  # --help, or a one-line usage error
         return int(exit_.code or 0)
-    if args.command in ("report", "texture-pretrain"):
+    if args.command in ("report", "texture-pretrain", "pseudo-quality"):
+        run = {"report": run_report, "texture-pretrain": run_texture_pretrain,
+               "pseudo-quality": run_pseudo_quality}[args.command]
         try:
-            return run_report(args) if args.command == "report" else run_texture_pretrain(args)
+            return run(args)
         except (ValueError, OSError, RuntimeError) as error:
             print(f"glip shapes: error: {error}", file=sys.stderr)
             return EXIT_ERROR
@@ -109,12 +142,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         split_dir = generate_split(args.out, args.split, args.num_images, args.seed, image_size=args.size,
                                    workers=args.workers, progress=True, overwrite=args.overwrite,
-                                   image_format=args.format)
+                                   image_format=args.format, shard_size=args.shard_size)
     except (ValueError, OSError) as error:  # FileExistsError is an OSError
         print(f"glip shapes: error: {error}", file=sys.stderr)
         return EXIT_ERROR
     files = ", ".join(path.name for path in sorted(split_dir.glob("*.json*")))
-    print(f"{args.split}: {args.num_images} images in {time.perf_counter() - start:.1f} s -> {split_dir} ({files})")
+    if args.shard_size:
+        files += f", {len(list((split_dir / 'shards').glob('*.tar')))} shards of {args.shard_size} pairs in shards/"
+    print(f"{args.split}: {args.num_images} {'pairs' if args.split == 'web' else 'images'} in {time.perf_counter() - start:.1f} s -> {split_dir} ({files})")
     return 0
 
 

@@ -26,6 +26,7 @@ import json
 import multiprocessing
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -159,19 +160,21 @@ def _prepare(split_dir: Path, overwrite: bool) -> None:
     (split_dir / "images").mkdir(parents=True, exist_ok=True)
 
 
-def _render_all(tasks: list[tuple], workers: int, progress: bool, split: str) -> list[dict]:
+def _render_all(tasks: list[tuple], workers: int, progress: bool, split: str,
+                render: Callable[[tuple], dict] = render_image) -> list[dict]:
+    """``render(task)`` for every task, in order, in this process or in ``workers`` processes."""
     bar = tqdm(total=len(tasks), desc=f"shapes {split}", unit="img", disable=not progress)
     if workers <= 1:
         results = []
         for task in tasks:
-            results.append(render_image(task))
+            results.append(render(task))
             bar.update()
     else:
         # fork: workers inherit the imported modules instead of importing torch again.
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         with multiprocessing.get_context(method).Pool(workers) as pool:
             results = []
-            for result in pool.imap(render_image, tasks, chunksize=8):
+            for result in pool.imap(render, tasks, chunksize=8):
                 results.append(result)
                 bar.update()
     bar.close()
@@ -180,13 +183,15 @@ def _render_all(tasks: list[tuple], workers: int, progress: bool, split: str) ->
 
 def generate_split(out_dir: str | os.PathLike, split: str, num_images: int, seed: int, image_size: int = 320,
                    workers: int = 1, progress: bool = False, overwrite: bool = False,
-                   image_format: str = "png") -> Path:
+                   image_format: str | None = None, shard_size: int | None = None) -> Path:
     """Render ``num_images`` images of ``split`` and write their annotations under ``out_dir/split``.
+
+    ``split="web"`` writes image-caption pairs without boxes instead (`glip.shapes.web`).
 
     Args:
         out_dir: dataset root; the split goes to ``out_dir/split``.
         split: one of ``SPLITS`` (det-train, ground-train, det-test, zeroshot-grounded,
-            zeroshot-novel, synonyms, attributes).
+            zeroshot-novel, synonyms, attributes), or ``"web"``.
         num_images: images to draw (ids 1..num_images).
         seed: dataset seed; with the split name and image id it fixes each image.
         image_size: side of the square images in pixels (at least 64).
@@ -194,13 +199,24 @@ def generate_split(out_dir: str | os.PathLike, split: str, num_images: int, seed
         progress: show a tqdm progress bar.
         overwrite: replace an existing split directory written by this generator.
         image_format: ``"png"`` (lossless, about 200 KB an image: the background noise does not
-            compress) or ``"jpg"`` (quality 95, about 50 KB and faster to write).
+            compress) or ``"jpg"`` (quality 95, about 50 KB and faster to write); default png,
+            jpg for ``web``.
+        shard_size: ``web`` only: also write webdataset tar shards of this many pairs.
 
     Returns:
         The split directory.
     """
+    if split == "web":
+        from glip.shapes.web import generate_web_split  # web builds on this module's helpers
+
+        return generate_web_split(out_dir, num_images, seed, image_size=image_size, workers=workers,
+                                  progress=progress, overwrite=overwrite, image_format=image_format or "jpg",
+                                  shard_size=shard_size)
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+        raise ValueError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}, web")
+    if shard_size is not None:
+        raise ValueError(f"shard_size is for the web split only; {split} writes no pairs")
+    image_format = image_format or "png"
     if num_images < 1:
         raise ValueError(f"num_images must be at least 1, got {num_images}")
     if image_format not in IMAGE_FORMATS:
