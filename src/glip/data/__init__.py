@@ -1,4 +1,5 @@
-"""Training data: COCO detection, ODVG / MDETR grounding, mixing, transforms and collation.
+"""Training data: COCO detection, ODVG / MDETR grounding, pseudo-labelled shards, caption packing,
+mixing, transforms and collation.
 
 Every source yields `GroundingExample`s (a network-ready image and its `GroundingSample`);
 `GroundingCollator` turns a list of them into a `TrainingBatch` for the trainer.
@@ -16,6 +17,8 @@ from glip.data.coco import CocoDetectionDataset
 from glip.data.collate import GroundingCollator, TrainingBatch
 from glip.data.grounding import GroundingJsonlDataset, MdetrCocoDataset
 from glip.data.mixing import MixedDataset
+from glip.data.packing import CaptionPacker, CaptionPacking
+from glip.data.pseudo import PseudoLabelledDataset
 from glip.data.sample import GroundingExample, GroundingSample
 from glip.data.transforms import (
     Compose,
@@ -29,6 +32,8 @@ from glip.data.transforms import (
 from glip.data.validation import DataError
 
 __all__ = [
+    "CaptionPacker",
+    "CaptionPacking",
     "CocoDetectionDataset",
     "Compose",
     "DataError",
@@ -40,6 +45,7 @@ __all__ = [
     "MdetrCocoDataset",
     "MixedDataset",
     "Normalize",
+    "PseudoLabelledDataset",
     "RandomHorizontalFlip",
     "RandomResize",
     "TrainingBatch",

@@ -41,10 +41,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from transformers import PreTrainedTokenizerBase
 
 from glip.data.base import GroundingDatasetBase
 from glip.data.coco_json import CocoAnnotation, CocoImage, read_coco, read_json_file, xywh_to_xyxy
-from glip.data.sample import GroundingSample, Span
+from glip.data.packing import CaptionPacker, CaptionPacking
+from glip.data.sample import STREAM_PACKING, GroundingSample, Span, derive_rng
 from glip.data.transforms import Transform
 from glip.data.validation import (
     DataError,
@@ -152,10 +154,19 @@ class OdvgLine:
 
 def read_odvg_line(line: str) -> OdvgLine:
     """Parse and check one line of an ODVG JSON Lines file (see the module docstring)."""
+    return check_odvg_record(parse_json_line(line))
+
+
+def parse_json_line(line: str) -> object:
+    """One JSON Lines line's value; invalid JSON is a `DataError`."""
     try:
-        record = json.loads(line)
+        return json.loads(line)
     except json.JSONDecodeError as exc:
         raise DataError(f"invalid JSON ({exc.msg} at column {exc.colno})", "invalid JSON") from None
+
+
+def check_odvg_record(record: object) -> OdvgLine:
+    """Check one parsed ODVG record (see the module docstring)."""
     if not isinstance(record, dict) or not isinstance(record.get("filename"), str):
         raise DataError("record has no 'filename'", "record without 'filename'")
     grounding = record.get("grounding", record)
@@ -174,15 +185,29 @@ def read_odvg_line(line: str) -> OdvgLine:
 
 
 class SampleListDataset(GroundingDatasetBase):
-    """A dataset whose samples are all known when it is built (captions fixed in the file)."""
+    """A dataset whose samples are all known when it is built (captions fixed in the file).
+
+    With :meth:`pack_captions`, each read packs other records' captions beside the sample's own
+    (`glip.data.packing`), drawn from ``(seed, epoch, index, repeat)``.
+    """
 
     samples: list[GroundingSample]
+    packer: CaptionPacker | None = None
 
     def __len__(self) -> int:
         return len(self.samples)
 
+    def pack_captions(self, packing: CaptionPacking, max_tokens: int,
+                      tokenizer: PreTrainedTokenizerBase | None = None) -> None:
+        """Pack other records' captions beside each sample's, within ``max_tokens`` tokens."""
+        self.packer = CaptionPacker([sample.caption for sample in self.samples], packing, max_tokens, tokenizer)
+
     def get_sample(self, index: int, repeat: int = 0) -> GroundingSample:
-        return self.samples[self._check_index(index)].replace()
+        index = self._check_index(index)
+        sample = self.samples[index].replace()
+        if self.packer is not None:
+            sample = self.packer.pack(sample, index, derive_rng(self.seed, self.epoch, index, STREAM_PACKING, repeat))
+        return sample
 
 
 class GroundingJsonlDataset(SampleListDataset):
@@ -236,16 +261,21 @@ class GroundingJsonlDataset(SampleListDataset):
         logger.info("%s: %d grounding records", self.path, len(self.samples))
 
     def _parse(self, text: str, source: str) -> GroundingSample:
-        line = read_odvg_line(text)
-        path = self.image_dir / line.file_name
-        check_image_file(path)
-        width, height = (line.width, line.height) if line.width is not None else read_image_size(path)
-        phrase_spans, boxes, box_phrases = group_regions(line.caption, line.regions, width, height)
-        return GroundingSample(
-            image_path=path, caption=line.caption, phrase_spans=phrase_spans, boxes=boxes,
-            box_phrases=box_phrases, image_id=line.record.get("image_id", line.file_name),
-            source=source, width=width, height=height,
-        )
+        return odvg_sample(read_odvg_line(text), self.image_dir, source)
+
+
+def odvg_sample(line: OdvgLine, image_dir: Path, source: str) -> GroundingSample:
+    """The training sample of a checked ODVG record whose ``filename`` is relative to ``image_dir``:
+    the image must exist, and the boxes lie inside it."""
+    path = image_dir / line.file_name
+    check_image_file(path)
+    width, height = (line.width, line.height) if line.width is not None else read_image_size(path)
+    phrase_spans, boxes, box_phrases = group_regions(line.caption, line.regions, width, height)
+    return GroundingSample(
+        image_path=path, caption=line.caption, phrase_spans=phrase_spans, boxes=boxes,
+        box_phrases=box_phrases, image_id=line.record.get("image_id", line.file_name),
+        source=source, width=width, height=height,
+    )
 
 
 class MdetrCocoDataset(SampleListDataset):

@@ -31,6 +31,7 @@ Span = tuple[int, int]
 STREAM_PROMPT = 0
 STREAM_TRANSFORM = 1
 STREAM_MIXING = 2
+STREAM_PACKING = 3
 
 
 @dataclass

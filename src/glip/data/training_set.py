@@ -1,5 +1,7 @@
-"""The training data of a run: its datasets (COCO detection, ODVG or MDETR grounding) built with one
-transform, mixed by their weights when there are several, unreadable items skipped on request.
+"""The training data of a run: its datasets (COCO detection, ODVG or MDETR grounding, pseudo-labelled
+ODVG shards) built with one transform, grounding captions packed with other captions on request (on
+by default for pseudo-labelled data), mixed by their weights when there are several, unreadable
+items skipped on request.
 
 Example:
     >>> transform = build_train_transforms([320], 480, 0.5)  # doctest: +SKIP
@@ -15,23 +17,44 @@ from typing import Any, Protocol
 from torch.utils.data import Dataset
 
 from glip.data.coco import CocoDetectionDataset
-from glip.data.grounding import GroundingJsonlDataset, MdetrCocoDataset
+from glip.data.grounding import GroundingJsonlDataset, MdetrCocoDataset, SampleListDataset
 from glip.data.mixing import MixedDataset
+from glip.data.packing import CaptionPacking
+from glip.data.pseudo import PseudoLabelledDataset
 from glip.data.transforms import Compose
 from glip.data.validation import DataError
 
 logger = logging.getLogger(__name__)
 
 
+class PackingSource(Protocol):
+    """Caption packing settings of a dataset (`glip.data.packing`)."""
+
+    enabled: bool | None  # None = on for pseudo sources, off for the others
+    no_negatives_prob: float
+    all_negatives_prob: float
+    max_negatives: int
+
+
 class DatasetSource(Protocol):
     """One dataset of a run (the training config's ``data.datasets`` entries have these fields)."""
 
-    type: str  # coco | odvg | mdetr
-    annotations: str  # the annotation file
-    images: str  # the directory the annotations' file names are relative to
+    type: str  # coco | odvg | mdetr | pseudo
+    annotations: str  # the annotation file; pseudo: a directory or glob of .jsonl shards
+    images: str  # the directory the annotations' file names are relative to; pseudo: "" = the shards' folder
     weight: float  # sampling weight among several datasets
     max_prompt_categories: int  # detection prompts: positives plus random negatives
     on_error: str  # skip | raise
+    min_score: float | None  # pseudo: regions scored at or below it are dropped
+    packing: PackingSource
+
+
+def packs_captions(source: DatasetSource) -> bool:
+    """Whether ``source``'s captions are packed: as configured, else only for pseudo-labelled data."""
+    enabled = source.packing.enabled
+    if enabled and source.type == "coco":
+        raise ValueError("caption packing applies to grounding captions (odvg, mdetr, pseudo), not to coco")
+    return enabled if enabled is not None else source.type == "pseudo"
 
 
 class SkipUnreadable(Dataset):
@@ -66,7 +89,7 @@ def build_training_dataset(sources: Sequence[DatasetSource], transform: Compose,
                            seed: int = 0) -> Dataset:
     """The datasets of ``sources``, each read through ``transform``; several are mixed by their
     weights (`MixedDataset`). ``max_prompt_tokens``: the model's token window (detection prompts
-    are cut to it)."""
+    are cut to it, packed captions stay within it)."""
     if not sources:
         raise ValueError("data.datasets is empty: add at least one dataset (type, annotations, images)")
     datasets = []
@@ -81,8 +104,15 @@ def build_training_dataset(sources: Sequence[DatasetSource], transform: Compose,
         elif source.type == "mdetr":
             dataset = MdetrCocoDataset(source.annotations, source.images, on_error=source.on_error, seed=seed,
                                        transform=transform)
+        elif source.type == "pseudo":
+            dataset = PseudoLabelledDataset(source.annotations, source.images or None, min_score=source.min_score,
+                                            on_error=source.on_error, seed=seed, transform=transform)
         else:
-            raise ValueError(f"unknown dataset type '{source.type}': use coco, odvg or mdetr")
+            raise ValueError(f"unknown dataset type '{source.type}': use coco, odvg, mdetr or pseudo")
+        if packs_captions(source) and isinstance(dataset, SampleListDataset):
+            packing = source.packing
+            dataset.pack_captions(CaptionPacking(packing.no_negatives_prob, packing.all_negatives_prob,
+                                                 packing.max_negatives), max_prompt_tokens)
         datasets.append(SkipUnreadable(dataset) if source.on_error == "skip" else dataset)
     if len(datasets) == 1:
         return datasets[0]

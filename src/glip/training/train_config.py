@@ -20,13 +20,14 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-DATASET_TYPES = ("coco", "odvg", "mdetr")
+DATASET_TYPES = ("coco", "odvg", "mdetr", "pseudo")
 AMP_MODES = ("off", "bf16", "fp16", "auto")
 SCHEDULES = ("step", "cosine")
 
@@ -49,13 +50,29 @@ class ModelSection:
 
 
 @dataclass
+class PackingSection:
+    # Caption packing, the official recipe for caption data: other records' captions join a
+    # sample's caption as negatives (their boxes never), within the token window, order shuffled.
+    enabled: bool | None = None  # None = on for pseudo sources, off for the others (coco never packs)
+    no_negatives_prob: float = 0.4  # probability of no added caption (official 0.4)
+    all_negatives_prob: float = 0.3  # probability of max_negatives captions; else uniform 1..max_negatives-1
+    max_negatives: int = 20  # official 20
+
+
+@dataclass
 class DatasetSection:
-    type: str = "coco"  # coco (COCO detection JSON) | odvg (grounding JSONL) | mdetr (MDETR-style COCO JSON)
-    annotations: str = ""  # the annotation file
-    images: str = ""  # the directory the annotation's file names are relative to
+    # coco (COCO detection JSON) | odvg (grounding JSONL) | mdetr (MDETR-style COCO JSON) |
+    # pseudo (pseudo-labelled ODVG shards written by `glip label`, each region with its score)
+    type: str = "coco"
+    annotations: str = ""  # the annotation file; pseudo: a directory of .jsonl shards or a glob of them
+    images: str = ""  # the directory the annotation's file names are relative to; pseudo: "" = each shard's folder
     weight: float = 1.0  # sampling weight among the datasets (only used when there are several)
     max_prompt_categories: int = 85  # detection prompts: positives plus random negatives, official 85
     on_error: str = "skip"  # an unreadable image or bad record: "skip" (logged) or "raise"
+    # pseudo: regions scored at or below it are dropped when read, then records left without one
+    # (None keeps every region the labelling kept)
+    min_score: float | None = None
+    packing: PackingSection = field(default_factory=PackingSection)
 
 
 @dataclass
@@ -225,6 +242,7 @@ def validate(config: TrainConfig) -> None:
                                             f"got '{dataset.type}'")
         need(dataset.on_error in ("skip", "raise"), f"data.datasets.{index}.on_error must be skip or raise")
         need(dataset.weight > 0, f"data.datasets.{index}.weight must be positive")
+        _validate_pseudo_fields(dataset, f"data.datasets.{index}", need)
     need(not (config.model.weights and config.model.init_from),
          "model.weights and model.init_from are exclusive: weights loads a checkpoint of this very architecture, "
          "init_from copies the shared tensors of a related one")
@@ -245,6 +263,21 @@ def validate(config: TrainConfig) -> None:
     need(output.keep_last > 0, "output.keep_last must be positive")
     need(output.log_every > 0, "output.log_every must be positive")
     need(len(config.input.min_sizes) > 0, "input.min_sizes needs at least one size")
+
+
+def _validate_pseudo_fields(dataset: DatasetSection, where: str, need: Callable[[bool, str], None]) -> None:
+    """``min_score`` (pseudo sources only) and the caption packing settings."""
+    need(dataset.min_score is None or dataset.type == "pseudo",
+         f"{where}.min_score filters pseudo-labelled regions: it applies to type pseudo only, not {dataset.type}")
+    need(dataset.min_score is None or 0.0 <= dataset.min_score < 1.0, f"{where}.min_score must be in [0, 1) or null")
+    packing = dataset.packing
+    need(not (packing.enabled and dataset.type == "coco"),
+         f"{where}.packing.enabled: detection prompts (type coco) are not captions; packing applies to "
+         "odvg, mdetr and pseudo")
+    need(0.0 <= packing.no_negatives_prob <= 1.0 and 0.0 <= packing.all_negatives_prob <= 1.0
+         and packing.no_negatives_prob + packing.all_negatives_prob <= 1.0,
+         f"{where}.packing: no_negatives_prob and all_negatives_prob are probabilities whose sum is at most 1")
+    need(packing.max_negatives >= 1, f"{where}.packing.max_negatives must be >= 1")
 
 
 def apply_override(data: dict[str, Any], override: str) -> None:
