@@ -34,8 +34,9 @@ def _pseudo(filename: str, caption: str, regions: list[tuple[int, int, float]], 
 
 
 def _shard_dir(root, name: str, records: list[dict]):
-    """A folder with one shard and its images beside it (``images/<filename>``)."""
+    """A folder with one shard and the images its records name (relative to the folder)."""
     folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
     for record in records:
         make_image(folder / record["filename"])
     write_lines(folder / f"{name}.jsonl", records)
@@ -100,6 +101,9 @@ def test_shards_from_a_directory_a_glob_or_a_file(tmp_path) -> None:
     images = tmp_path / "elsewhere"
     make_image(images / "images" / "a.png")
     assert PseudoLabelledDataset(first, image_dir=images).get_sample(0).image_path == images / "images/a.png"
+    # Images that were files already (JSON Lines inputs) are named by their absolute path.
+    absolute = _shard_dir(tmp_path / "other", "pairs", [_pseudo(str(images / "images/a.png"), CAPTION, [(2, 13, 0.9)])])
+    assert PseudoLabelledDataset(absolute).get_sample(0).image_path == images / "images/a.png"
     with pytest.raises(DataError, match="no pseudo-label shards at .*nowhere.*glob such as"):
         PseudoLabelledDataset(str(tmp_path / "nowhere" / "*.jsonl"))
 

@@ -4,15 +4,17 @@ A source is a directory of ``.jsonl`` shards, a glob of them (``labels/*.jsonl``
 Each line is an ODVG grounding record (`glip.data.grounding`) whose regions carry the teacher's
 ``score``::
 
-    {"filename": "images/000001.jpg", "height": 480, "width": 640, "key": "000001", "shard": "web-0000.tar",
-     "grounding": {"caption": "a red ellipse left of a blue star",
-                   "regions": [{"bbox": [10, 20, 50, 60], "phrase": "a red ellipse",
-                                "tokens_positive": [[0, 13]], "score": 0.83}]}}
+    {"filename": "images/00000/000000012.jpg", "height": 480, "width": 640, "key": "000000012",
+     "shard": "00000", "grounding": {"caption": "a red ellipse left of a blue star",
+                                     "regions": [{"bbox": [10, 20, 50, 60], "phrase": "a red ellipse",
+                                                  "tokens_positive": [[0, 13]], "score": 0.83}]}}
 
-``filename`` is relative to the shard's own folder unless an image folder is given. At load time
-regions scored at or below ``min_score`` are dropped, and a record left without a region is
-dropped too (counted and logged). The labelling job's ``errors.jsonl`` (its log of bad pairs) is
-never read as a shard.
+One region per box; regions with the same ``tokens_positive`` are one phrase. ``filename`` is
+relative to the shard's own folder (where the job extracts images from tar and Parquet inputs) or
+absolute (images that were files already), unless an image folder is given. At load time regions
+scored at or below ``min_score`` are dropped, and a record left without a region is dropped too
+(counted and logged). The job's other files beside the shards (``errors.jsonl``, its log of bad
+pairs; ``manifest.json``; temporary ``.tmp`` files) are never read as shards.
 
 Example:
     >>> dataset = PseudoLabelledDataset("labels/web-*.jsonl", min_score=0.6)  # doctest: +SKIP
