@@ -9,6 +9,10 @@ subset of its attributes, grown until the phrase matches no object already menti
 single-object phrases may be joined by a spatial relation that holds between their boxes
 ("a small red star above a blue ring"; "above" means the first box ends before the second begins).
 
+``web`` captions (`web_caption`) are built the same way, but relate the phrase of a novel shape
+to one of a trained shape whenever a relation holds and a draw allows ("a red ellipse to the left
+of a blue star"), the context a teacher can use for a word it never saw.
+
 ``attributes`` queries refer to one object each with a smallest set of attributes telling it apart
 from the other objects of its shape, sometimes with a shared attribute added. ``attributes-train``
 captions name every object of a scene that way, in one caption.

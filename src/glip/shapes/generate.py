@@ -11,6 +11,9 @@ Layout of ``OUT/SPLIT/``:
 - ``scenes.jsonl``: every object of every image with its attributes, box and visible fraction;
 - ``info.json``: split, seed, image size, number of images and the split's vocabulary.
 
+The ``web`` split (pairs without boxes, for self-training) has a layout of its own: see
+``glip.shapes.web``.
+
 Image ``k`` depends only on ``(seed, split, k)``, so any subset regenerates identically, with any
 number of workers.
 

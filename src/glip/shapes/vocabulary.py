@@ -6,7 +6,9 @@ The vocabulary is split so that each test measures one kind of generalisation:
   grounding captions (``ground-train``).
 - ``GROUNDING_ONLY_SHAPES`` (3) appear only in grounding captions; ``zeroshot-grounded`` tests
   them as detection classes.
-- ``NOVEL_SHAPES`` (3) never appear in any training image or text; ``zeroshot-novel`` tests them.
+- ``NOVEL_SHAPES`` (3) never appear in any gold training image or text; ``zeroshot-novel`` tests them.
+  Only the ``web`` split (image-caption pairs without boxes, for self-training; see
+  ``glip.shapes.web``) names them, in captions.
 - ``SYNONYMS`` name trained shapes with words never used in training; ``synonyms`` tests them.
 
 Example:
