@@ -242,6 +242,8 @@ print("exit", code, "torch" in sys.modules, "transformers" in sys.modules, "torc
     ["serve", "--help"],
     ["shapes", "--help"],
     ["convert", "--help"],
+    ["label", "--help"],
+    ["label", "missing.tar", "--out", "out"],
 ])
 def test_help_errors_and_missing_files_do_not_load_the_model_stack(tmp_path, argv):
     import subprocess

@@ -224,6 +224,7 @@ DELEGATED = {
     "shapes": ("glip.shapes.cli", "the procedural shapes world (generate, train, report)"),
     "finetune": ("glip.transfer.cli", "tune to a task: prompt tuning, linear probe, full fine-tuning, few-shot"),
     "serve": ("glip.serving.cli", "HTTP API and web page"),
+    "label": ("glip.labelling.cli", "box the noun phrases of image-text pairs with a teacher (self-training data)"),
 }
 
 
