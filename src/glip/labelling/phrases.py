@@ -40,7 +40,14 @@ def noun_phrases(caption: str) -> list[Span]:
         if "not installed" in str(caught[0].message):
             raise RuntimeError(_MISSING_PARSER)
         raise NoNounPhrase(f"no noun phrase in the caption {caption!r}")
-    return spans
+    return [_trimmed(caption, span) for span in spans]
+
+
+def _trimmed(caption: str, span: Span) -> Span:
+    """The span without surrounding whitespace (spaCy counts leading spaces into a first chunk)."""
+    start, end = span
+    text = caption[start:end]
+    return start + len(text) - len(text.lstrip()), end - (len(text) - len(text.rstrip()))
 
 
 _MISSING_PARSER = ('labelling needs spaCy and its English model to find noun phrases: '
