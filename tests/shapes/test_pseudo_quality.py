@@ -89,9 +89,10 @@ def test_records_match_truth_by_key_then_file_stem_and_same_caption(truth):
     by_stem = label_record("7", [pseudo([10, 10, 50, 40], ELLIPSE, 0.9)], filename="shards/web-000000.tar#000002")
     wrong_caption = label_record("000003", [pseudo([10, 10, 50, 40], ELLIPSE, 0.9)])
     wrong_caption["grounding"]["caption"] = "a red ellipse"
-    quality = score_pseudo_labels([by_stem, wrong_caption], truth)
-    assert quality.labelled_records == 1 and quality.unmatched_records == ["000003"]
-    assert quality.kinds["novel"].true_positives == 1
+    line_number = label_record("1", [pseudo([10, 10, 50, 40], ELLIPSE, 0.9)], filename="/data/web/images/000001.jpg")
+    quality = score_pseudo_labels([by_stem, wrong_caption, line_number], truth)
+    assert quality.labelled_records == 2 and quality.unmatched_records == ["000003"]
+    assert quality.kinds["novel"].true_positives == 2
     with pytest.raises(ValueError, match="labelled twice"):
         score_pseudo_labels([by_stem, label_record("000002", [])], truth)
     with pytest.raises(ValueError, match="matches a truth record"):
@@ -124,7 +125,7 @@ def test_cli_reads_a_label_folder_prints_the_table_and_writes_json(tmp_path, tru
 
 def test_a_perfect_labeller_scores_one_on_a_generated_web_split(tmp_path):
     split_dir = generate_split(tmp_path, "web", 12, seed=4, image_size=128)
-    truth = read_truth(split_dir / "truth.jsonl")
+    truth = read_truth(split_dir / "truth" / "truth.jsonl")
     labels = tmp_path / "labels"
     labels.mkdir()
     records = [{"filename": record["filename"], "key": record["key"], "shard": "pairs",

@@ -40,7 +40,7 @@ def web_dir(tmp_path_factory) -> Path:
 def test_same_seed_same_bytes_any_workers_other_seed_other_pairs(tmp_path, web_dir):
     again = generate_split(tmp_path / "again", "web", PAIRS, seed=0, image_size=160, shard_size=16, workers=2)
     other = generate_split(tmp_path / "other", "web", PAIRS, seed=1, image_size=160, shard_size=16)
-    for name in ("pairs.jsonl", "truth.jsonl", "images/000001.jpg", "images/000040.jpg",
+    for name in ("pairs.jsonl", "truth/truth.jsonl", "images/000001.jpg", "images/000040.jpg",
                  "shards/web-000000.tar", "shards/web-000002.tar"):
         assert (again / name).read_bytes() == (web_dir / name).read_bytes(), name
     assert (other / "pairs.jsonl").read_bytes() != (web_dir / "pairs.jsonl").read_bytes()
@@ -69,8 +69,15 @@ def test_training_files_hold_no_boxes(web_dir):
     assert not (web_dir / "annotations.json").exists() and not (web_dir / "scenes.jsonl").exists()
 
 
+def test_the_labeller_finds_only_the_pairs_in_the_split_folder(web_dir):
+    from glip.labelling.sources import list_shards
+
+    assert [shard.path.name for shard in list_shards([web_dir])] == ["pairs.jsonl"]
+    assert len(list_shards([web_dir / "shards"])) == 3
+
+
 def test_captions_mention_novel_shapes_in_context(web_dir):
-    truth = read_jsonl(web_dir / "truth.jsonl")
+    truth = read_jsonl(web_dir / "truth" / "truth.jsonl")
     novel_counts = [sum(r["kind"] == "novel" for r in t["grounding"]["regions"]) for t in truth]
     assert sum(count == 1 for count in novel_counts) >= 0.5 * PAIRS  # most: one novel shape
     assert sum(count >= 1 for count in novel_counts) >= 0.7 * PAIRS
@@ -87,7 +94,7 @@ def test_captions_mention_novel_shapes_in_context(web_dir):
 
 
 def test_truth_boxes_and_spans_agree_with_the_scene(web_dir):
-    for record in read_jsonl(web_dir / "truth.jsonl"):
+    for record in read_jsonl(web_dir / "truth" / "truth.jsonl"):
         image_id = record["image_id"]
         scene = sample_web_scene(image_rng(0, "web", image_id), 160)
         assert [round(v, 2) for o in scene.objects for v in o.box] == [v for o in record["objects"] for v in o["bbox"]]

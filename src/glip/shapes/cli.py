@@ -3,7 +3,7 @@ texture skip (the step between stages 4 and 5 of glip-nano).
 
     glip shapes generate --out data/shapes --split det-train --num-images 10000 --seed 0 --workers 2
     glip shapes generate --out data/shapes --split web --num-images 10000 --seed 0 --workers 2 --shard-size 1000
-    glip shapes pseudo-quality --labels runs/web-labels --truth data/shapes/web/truth.jsonl
+    glip shapes pseudo-quality --labels runs/web-labels --truth data/shapes/web/truth/truth.jsonl
     glip shapes report --data data/shapes --model glip-nano=src/glip/weights/glip-nano.safetensors
     glip shapes texture-pretrain --weights runs/glip-nano-stage4/model.safetensors \
         --grounding data/shapes/attributes-train data/shapes/ground-train --steps 1000 \

@@ -20,7 +20,7 @@ the truth records that were labelled.
 
 Example:
     >>> quality = score_pseudo_labels(read_label_records(["runs/web-labels"]),
-    ...                               read_truth("data/shapes/web/truth.jsonl"))  # doctest: +SKIP
+    ...                               read_truth("data/shapes/web/truth/truth.jsonl"))  # doctest: +SKIP
     >>> quality.kinds["novel"].precision  # doctest: +SKIP
     0.41
 """

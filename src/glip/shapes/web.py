@@ -18,7 +18,8 @@ Layout of ``OUT/web/``:
 - ``shards/web-000000.tar`` ... (with ``shard_size``): webdataset shards of ``shard_size`` pairs,
   members ``{key}.jpg``, ``{key}.txt`` (the caption) and ``{key}.json`` (``{"key", "caption"}``) in
   key order, with fixed owners and timestamps, so the same seed gives the same bytes;
-- ``truth.jsonl``: for measuring only, never for training: per pair an ODVG record with ``key``,
+- ``truth/truth.jsonl``: for measuring only, never for training (in a folder of its own, so that
+  ``glip label OUT/web`` finds only ``pairs.jsonl``): per pair an ODVG record with ``key``,
   ``shard`` (when sharded), the caption and one region per (phrase, object) with ``kind``
   (``"trained"`` or ``"novel"``) and ``shape``, plus every object of the scene;
 - ``info.json``: split, seed, image size, number of pairs, format version, shard size, the mix.
@@ -165,7 +166,7 @@ def generate_web_split(out_dir: str | os.PathLike, num_images: int, seed: int, i
         for index, start in enumerate(range(0, len(pairs), shard_size)):
             write_shard(split_dir / "shards" / f"{shard_name(index)}.tar", split_dir, pairs[start:start + shard_size])
             shards[start:start + shard_size] = [shard_name(index)] * len(pairs[start:start + shard_size])
-    _write_jsonl(split_dir / "truth.jsonl", [truth_record(pair, shard) for pair, shard in zip(pairs, shards)])
+    _write_jsonl(split_dir / "truth" / "truth.jsonl", [truth_record(pair, shard) for pair, shard in zip(pairs, shards)])
     return split_dir
 
 
