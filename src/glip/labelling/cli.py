@@ -3,7 +3,8 @@
 Usage::
 
     glip label shards/ --out labels/ [--weights W] [--min-score 0.5] [--min-boxes 1] [--nms 0.5]
-               [--max-boxes-per-phrase K] [--workers 2] [--batch-size 8] [--overwrite] [--device cpu]
+               [--max-boxes-per-phrase K] [--engine local|ray] [--workers 2] [--ray-address ADDR]
+               [--batch-size 8] [--overwrite] [--device cpu]
 
 Inputs are webdataset/img2dataset ``.tar`` shards, ``.jsonl`` files of ``{"image", "caption"}`` or
 ``.parquet`` files (files, folders or glob patterns). Writes ``DIR/<shard>.jsonl`` (ODVG),
@@ -65,9 +66,12 @@ def build_parser(prog: str = "glip label") -> argparse.ArgumentParser:
     parser.add_argument("--max-boxes-per-phrase", type=_positive_int, default=None, metavar="K",
                         help="keep at most K boxes per phrase, highest scores first (default: all)")
     parser.add_argument("--engine", choices=ENGINES, default="local",
-                        help="local: worker processes on this machine (default)")
+                        help="local: worker processes on this machine (default); ray: an actor pool of teachers on "
+                             "a Ray cluster (pip install \"glip[ray]\")")
     parser.add_argument("--workers", type=_positive_int, default=1,
-                        help="worker processes, each with its own model (default 1)")
+                        help="worker processes (local) or teacher actors (ray), each with its own model (default 1)")
+    parser.add_argument("--ray-address", default=None, metavar="ADDR",
+                        help="ray: join this cluster (e.g. auto, or ray://host:10001); default: start a local one")
     parser.add_argument("--batch-size", type=_positive_int, default=8, help="pairs per forward pass (default 8)")
     parser.add_argument("--image-column", default="jpg", help="parquet: column of image bytes (default jpg)")
     parser.add_argument("--path-column", default=None, help="parquet: column of image paths, instead of bytes")
@@ -85,8 +89,8 @@ def build_parser(prog: str = "glip label") -> argparse.ArgumentParser:
 
 
 def _check_engine(engine: str) -> None:
-    if engine == "ray" and importlib.util.find_spec("glip.labelling.ray_engine") is None:
-        raise ValueError("--engine ray is not available in this version: use --engine local (worker processes)")
+    if engine == "ray" and importlib.util.find_spec("ray") is None:
+        raise ValueError('--engine ray needs Ray: pip install "glip[ray]" (or use --engine local)')
 
 
 def run(args: argparse.Namespace) -> int:
@@ -105,10 +109,13 @@ def run(args: argparse.Namespace) -> int:
         max_boxes_per_phrase=args.max_boxes_per_phrase, batch_size=args.batch_size,
         max_megapixels=args.max_megapixels,
         columns=ParquetColumns(args.image_column, args.path_column, args.caption_column, args.key_column))
-    bar = tqdm(desc="label", unit="pair", disable=args.no_progress, dynamic_ncols=True)
+    bars: list = []  # the bar starts with the first labelled batch: a load error stays one line
     totals = {"boxes": 0}
 
     def progress(pairs: int, boxes: int) -> None:
+        if not bars:
+            bars.append(tqdm(desc="label", unit="pair", disable=args.no_progress, dynamic_ncols=True))
+        bar = bars[0]
         totals["boxes"] += boxes
         bar.update(pairs)
         elapsed = bar.format_dict["elapsed"] or 1e-9
@@ -116,9 +123,10 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         manifest = run_job(args.inputs, args.out, settings, workers=args.workers, overwrite=args.overwrite,
-                           device=args.device, engine=args.engine, progress=progress)
+                           device=args.device, engine=args.engine, progress=progress, ray_address=args.ray_address)
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
     t = manifest["totals"]
     print(f"{t['pairs']} pairs in {len(manifest['shards'])} shards: {t['kept']} kept ({t['boxes']} boxes), "
           f"{t['dropped']} dropped (< {settings.min_boxes} boxes), {t['errors']} errors -> {args.out}/ "

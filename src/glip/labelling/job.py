@@ -158,13 +158,13 @@ def label_shard(teacher, shard: Shard, out: Path, settings: LabelSettings,
     started = time.perf_counter()
     stats = ShardStats(shard.name, str(shard.path))
     records: list[dict] = []
-    errors: list[dict] = []
+    errors: list[tuple[int, dict]] = []  # (position in the shard, error): reported in input order
 
-    def run(batch: list) -> None:
+    def run(batch: list, positions: list[int]) -> None:
         boxes_before = stats.boxes
-        for result in teacher.label(batch):
+        for position, result in zip(positions, teacher.label(batch)):
             if result.status == "error":
-                errors.append({"shard": shard.name, "key": result.pair.key, "reason": result.error})
+                errors.append((position, {"shard": shard.name, "key": result.pair.key, "reason": result.error}))
                 continue
             stats.phrases += result.phrases
             if result.status == "dropped":
@@ -177,18 +177,21 @@ def label_shard(teacher, shard: Shard, out: Path, settings: LabelSettings,
             progress(len(batch), stats.boxes - boxes_before)
 
     batch: list = []
-    for item in read_shard(shard, settings.columns):
+    positions: list[int] = []
+    for position, item in enumerate(read_shard(shard, settings.columns)):
         if isinstance(item, PairError):
-            errors.append({"shard": item.shard, "key": item.key, "reason": item.reason})
+            errors.append((position, {"shard": item.shard, "key": item.key, "reason": item.reason}))
             stats.pairs += item.key is not None
             continue
         stats.pairs += 1
         batch.append(item)
+        positions.append(position)
         if len(batch) == settings.batch_size:
-            run(batch)
-            batch = []
+            run(batch, positions)
+            batch, positions = [], []
     if batch:
-        run(batch)
+        run(batch, positions)
+    errors = [error for _, error in sorted(errors, key=lambda item: item[0])]
     stats.errors = len(errors)
     stats.seconds = round(time.perf_counter() - started, 3)
     write_atomically(out / f"{shard.name}.jsonl",
@@ -235,12 +238,12 @@ def worker_threads(workers: int) -> int | None:
 
 
 # ---------------------------------------------------------------- the whole job
-ENGINES = ("local",)
+ENGINES = ("local", "ray")
 
 
 def run_job(inputs: Sequence[str | Path], out: str | Path, settings: LabelSettings, workers: int = 1,
             overwrite: bool = False, device: str | None = None, engine: str = "local",
-            progress: Progress | None = None) -> dict:
+            progress: Progress | None = None, ray_address: str | None = None) -> dict:
     """Label every shard of ``inputs`` into ``out`` (resuming a run of the same job); returns the manifest.
 
     The shards are listed and the teacher loaded before anything is written: a missing input or a
@@ -256,7 +259,13 @@ def run_job(inputs: Sequence[str | Path], out: str | Path, settings: LabelSettin
     teacher = Teacher.from_weights(settings.weights, device, **settings.teacher_options())
     identity = job_identity(shards, settings, teacher.fingerprint)
     todo = pending_shards(shards, open_output(out, identity, overwrite))
-    from glip.labelling.local import run_local
+    if engine == "ray":
+        from glip.labelling.ray_engine import run_ray
 
-    run_local(todo, out, settings, teacher, workers, device, progress)
+        del teacher  # each actor loads its own
+        run_ray(todo, out, settings, workers, device, ray_address, progress)
+    else:
+        from glip.labelling.local import run_local
+
+        run_local(todo, out, settings, teacher, workers, device, progress)
     return write_summary(out, identity)
