@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as error:  # FileExistsError is an OSError
         print(f"glip shapes: error: {error}", file=sys.stderr)
         return EXIT_ERROR
-    files = ", ".join(path.name for path in sorted(split_dir.glob("*.json*")))
+    files = ", ".join(str(path.relative_to(split_dir)) for path in sorted(split_dir.glob("**/*.json*")))
     if args.shard_size:
         files += f", {len(list((split_dir / 'shards').glob('*.tar')))} shards of {args.shard_size} pairs in shards/"
     print(f"{args.split}: {args.num_images} {'pairs' if args.split == 'web' else 'images'} in {time.perf_counter() - start:.1f} s -> {split_dir} ({files})")
