@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="ignore pseudo boxes scored below this (default 0: all the labeller kept)")
     quality.add_argument("--labelled-only", action="store_true",
                          help="count recall over the labelled pairs only, not every pair of the truth")
-    quality.add_argument("--out", default="pseudo-quality.json", help="JSON file to write (default pseudo-quality.json)")
+    quality.add_argument("--out", default="pseudo-quality.json",
+                         help="JSON file to write (default pseudo-quality.json)")
     return parser
 
 
@@ -87,8 +88,9 @@ def run_pseudo_quality(args: argparse.Namespace) -> int:
     quality = score_pseudo_labels(read_label_records(args.labels), read_truth(args.truth), iou_threshold=args.iou,
                                   min_score=args.min_score, labelled_only=args.labelled_only)
     Path(args.out).write_text(json.dumps(quality.to_dict(), indent=1) + "\n")
+    unmatched = len(quality.unmatched_records)
     print(f"{quality.labelled_records} labelled pairs of {quality.truth_records} counted for recall"
-          f"{'' if not quality.unmatched_records else f'; {len(quality.unmatched_records)} label records match no truth'}"
+          f"{f'; {unmatched} label records match no truth' if unmatched else ''}"
           f"; pseudo phrases: {quality.exact_spans} with the truth's span, {quality.partial_spans} with another")
     print(quality_table(quality))
     print(f"-> {args.out}")
@@ -149,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     files = ", ".join(str(path.relative_to(split_dir)) for path in sorted(split_dir.glob("**/*.json*")))
     if args.shard_size:
         files += f", {len(list((split_dir / 'shards').glob('*.tar')))} shards of {args.shard_size} pairs in shards/"
-    print(f"{args.split}: {args.num_images} {'pairs' if args.split == 'web' else 'images'} in {time.perf_counter() - start:.1f} s -> {split_dir} ({files})")
+    unit = "pairs" if args.split == "web" else "images"
+    print(f"{args.split}: {args.num_images} {unit} in {time.perf_counter() - start:.1f} s -> {split_dir} ({files})")
     return 0
 
 

@@ -129,7 +129,8 @@ def label_files(inputs: list[str | os.PathLike]) -> list[Path]:
         elif item.is_file():
             files.append(item)
         else:
-            raise FileNotFoundError(f"labels {item} not found; pass the --out folder of glip label or its .jsonl shards")
+            raise FileNotFoundError(f"labels {item} not found; "
+                                    "pass the --out folder of glip label or its .jsonl shards")
     if not files:
         raise ValueError(f"no label shards (.jsonl) in {', '.join(map(str, inputs))}")
     return files
