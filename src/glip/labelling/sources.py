@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import glob
+import importlib.util
 import json
 import tarfile
 from collections.abc import Iterator, Sequence
@@ -123,6 +124,8 @@ def list_shards(inputs: Sequence[str | Path]) -> list[Shard]:
         names[shard.name] = shard.path
     if not unique:
         raise ValueError("no shard to label")
+    if any(shard.kind == "parquet" for shard in unique) and importlib.util.find_spec("pyarrow") is None:
+        raise ValueError('reading Parquet shards needs pyarrow: pip install "glip[parquet]"')
     return unique
 
 
