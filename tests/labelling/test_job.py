@@ -102,7 +102,7 @@ def test_min_boxes_drops_are_counted(tiny_checkpoint, tmp_path):
     assert (tmp_path / "out" / "a.jsonl").read_text() == "" and not (tmp_path / "out" / "images").exists()
 
 
-def test_a_rerun_resumes_another_run_is_refused_and_overwrite_replaces(tiny_checkpoint, tmp_path):
+def test_a_rerun_resumes_another_run_is_refused_and_overwrite_replaces(tiny_checkpoint, tmp_path, monkeypatch):
     inputs = [clean_tar(tmp_path / "a.tar", 2), clean_tar(tmp_path / "b.tar", 2, start=2)]
     out = tmp_path / "out"
     settings = LabelSettings(weights=str(tiny_checkpoint), min_score=0.5)
@@ -114,6 +114,9 @@ def test_a_rerun_resumes_another_run_is_refused_and_overwrite_replaces(tiny_chec
     run_job(inputs, out, settings)
     assert done.stat().st_mtime_ns == stamp and (out / ".shards" / "b.json").is_file()
     assert (out / "b.jsonl").read_bytes() == before
+    monkeypatch.chdir(tiny_checkpoint.parent)  # the same teacher spelled another way is the same job
+    run_job(inputs, out, LabelSettings(weights=tiny_checkpoint.name, min_score=0.5))
+    assert done.stat().st_mtime_ns == stamp
     with pytest.raises(FileExistsError, match="another labelling run.*--overwrite"):
         run_job(inputs, out, LabelSettings(weights=str(tiny_checkpoint), min_score=0.6))
     with pytest.raises(FileExistsError, match="another labelling run"):

@@ -3,7 +3,6 @@ bad images and captions as error results."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import torch

@@ -99,6 +99,13 @@ def _remove_temporaries(out: Path) -> None:
                 temporary.unlink(missing_ok=True)
 
 
+def _same_job(previous: dict, identity: dict) -> bool:
+    """The same job: only the spelling of the weights' path may differ (the teacher's fingerprint decides)."""
+    def comparable(job: dict) -> dict:
+        return {**job, "settings": {k: v for k, v in job.get("settings", {}).items() if k != "weights"}}
+    return comparable(previous) == comparable(identity)
+
+
 def open_output(out: Path, identity: dict, overwrite: bool = False) -> list[str]:
     """Make ``out`` ready for the job; returns the names of the shards already done (resume).
 
@@ -113,7 +120,8 @@ def open_output(out: Path, identity: dict, overwrite: bool = False) -> list[str]
             raise ValueError(f"the output {out / (name + '.jsonl')} would replace an input shard: choose another --out")
     job_file = out / "job.json"
     previous = json.loads(job_file.read_text()) if job_file.is_file() else None
-    if previous is not None and (overwrite or previous != identity):
+    resume = previous is not None and not overwrite and _same_job(previous, identity)
+    if previous is not None and not resume:
         if not overwrite:
             raise FileExistsError(f"{out} holds the output of another labelling run (other inputs, settings or "
                                   "teacher): pass --overwrite to replace it, or choose another --out")
@@ -123,7 +131,7 @@ def open_output(out: Path, identity: dict, overwrite: bool = False) -> list[str]
                               "or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     _remove_temporaries(out)
-    if previous != identity or overwrite:
+    if not resume:
         write_atomically(job_file, lambda path: path.write_text(json.dumps(identity, indent=2) + "\n"))
     return [name for name in names if _stats_path(out, name).is_file()]
 

@@ -165,7 +165,8 @@ class Teacher:
                 opened = Image.open(io.BytesIO(pair.image))
             except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
                 raise ImageError(f"{label}: not an image or corrupt ({error})") from None
-        extension = pair.image_extension or _FORMAT_EXTENSIONS.get(opened.format or "", (opened.format or "img").lower())
+        detected = opened.format or "img"
+        extension = pair.image_extension or _FORMAT_EXTENSIONS.get(detected, detected.lower())
         return load_image(opened, name=label, max_pixels=self.max_pixels), extension
 
     def _result(self, pair: Pair, item: _Prepared, kept: Detections) -> LabelResult:
