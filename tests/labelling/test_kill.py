@@ -65,13 +65,18 @@ def job(tiny_checkpoint, tmp_path, monkeypatch):
 def test_sigkill_of_the_driver_then_rerun_gives_the_same_files(job, tiny_checkpoint, tmp_path):
     inputs, reference, env = job
     out = tmp_path / "out"
-    process = subprocess.Popen(_command(inputs, out, tiny_checkpoint, 1), env=env,
+    process = subprocess.Popen(_command(inputs, out, tiny_checkpoint, 2), env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _wait_for_first_shard(process, out)
+    workers = [pid for pid in _children(process.pid) if _is_worker(pid)]
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (out / "manifest.json").exists()  # killed before the end
     assert len(list((out / ".shards").glob("*.json"))) < len(inputs)
+    deadline = time.monotonic() + 30
+    while any(_is_worker(pid) for pid in workers):  # the workers end with their driver
+        assert time.monotonic() < deadline, "a worker outlived its driver"
+        time.sleep(0.1)
     subprocess.run(_command(inputs, out, tiny_checkpoint, 1), check=True, env=env, capture_output=True)
     assert read_outputs(out) == reference
 

@@ -3,13 +3,16 @@
 One worker labels in the calling process (the teacher already loaded); more start as spawned
 processes that each load the teacher and take the next pending shard when they finish one. A
 worker that dies (killed, out of memory) stops the run with an error; the shards finished so far
-are kept and a rerun of the same command resumes from them.
+are kept and a rerun of the same command resumes from them. Workers end when the driver dies.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import queue as queue_module
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -22,9 +25,18 @@ _teacher = None  # the worker process's teacher, loaded once by `_start_worker`
 _updates = None  # the queue of (pairs, boxes) progress updates to the driver
 
 
+def _exit_with_parent(parent: int) -> None:
+    """End this worker when the driver is gone (killed): its shard is redone by the next run."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
 def _start_worker(settings: LabelSettings, device: str | None, threads: int | None, updates) -> None:
     global _teacher, _updates
     import torch
+
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
 
     from glip.labelling.teacher import Teacher
 
