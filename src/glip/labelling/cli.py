@@ -118,8 +118,10 @@ def run(args: argparse.Namespace) -> int:
         bar = bars[0]
         totals["boxes"] += boxes
         bar.update(pairs)
-        elapsed = bar.format_dict["elapsed"] or 1e-9
-        bar.set_postfix(boxes=totals["boxes"], boxes_per_s=f"{totals['boxes'] / elapsed:.1f}", refresh=False)
+        rate = bar.format_dict.get("rate")  # pairs/s, as the bar shows it
+        boxes_per_pair = totals["boxes"] / max(bar.n, 1)
+        bar.set_postfix(boxes=totals["boxes"], boxes_per_s="?" if not rate else f"{rate * boxes_per_pair:.1f}",
+                        refresh=False)
 
     try:
         manifest = run_job(args.inputs, args.out, settings, workers=args.workers, overwrite=args.overwrite,
