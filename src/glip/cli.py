@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import sys
 from pathlib import Path
 
+from glip.cli_args import device_name, positive_float, positive_int, probability
 from glip.cli_errors import run_command
 from glip.cli_outputs import OutputPaths, plan_outputs, png_marker
 from glip.config import PRESETS
@@ -27,46 +27,6 @@ logger = logging.getLogger("glip")
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a number above 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
-    return value
-
-
-def probability(text: str) -> float:
-    """argparse type: a number within [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be within [0, 1], got {text}")
-    return value
-
-
-def device_name(text: str) -> str:
-    """argparse type: ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (whether it is usable is checked later)."""
-    if re.fullmatch(r"cpu|cuda|cuda:\d+|mps", text):
-        return text
-    raise argparse.ArgumentTypeError(f"{text!r} is not a device: use cpu, cuda, cuda:N (e.g. cuda:1) or mps")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,31 +19,11 @@ import importlib.util
 import logging
 import sys
 
+from glip.cli_args import device_name, fraction, positive_int
 from glip.cli_errors import run_command
 from glip.images import DEFAULT_MAX_MEGAPIXELS
 
 ENGINES = ("local", "ray")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _fraction(text: str, low_open: bool, high_open: bool) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 0 or value > 1 or (low_open and value == 0) or (high_open and value == 1):
-        raise argparse.ArgumentTypeError(f"must be within {'(' if low_open else '['}0, 1{')' if high_open else ']'}, "
-                                         f"got {text}")
-    return value
 
 
 def build_parser(prog: str = "glip label") -> argparse.ArgumentParser:
@@ -57,22 +37,22 @@ def build_parser(prog: str = "glip label") -> argparse.ArgumentParser:
                                                                     "shard, manifest.json, errors.jsonl")
     parser.add_argument("--weights", help="the teacher: our .safetensors, an official .pth or an official file "
                                           "name (default: the embedded model)")
-    parser.add_argument("--min-score", type=lambda t: _fraction(t, False, True), default=0.5,
+    parser.add_argument("--min-score", type=lambda t: fraction(t, high_open=True), default=0.5,
                         help="keep boxes scoring strictly above this (default 0.5, as the official pipeline)")
     parser.add_argument("--min-boxes", type=int, default=1,
                         help="drop a pair with fewer boxes (default 1)")
-    parser.add_argument("--nms", type=lambda t: _fraction(t, True, False), default=None, metavar="IOU",
+    parser.add_argument("--nms", type=lambda t: fraction(t, low_open=True), default=None, metavar="IOU",
                         help="extra NMS among the boxes of one phrase at this IoU (default: none)")
-    parser.add_argument("--max-boxes-per-phrase", type=_positive_int, default=None, metavar="K",
+    parser.add_argument("--max-boxes-per-phrase", type=positive_int, default=None, metavar="K",
                         help="keep at most K boxes per phrase, highest scores first (default: all)")
     parser.add_argument("--engine", choices=ENGINES, default="local",
                         help="local: worker processes on this machine (default); ray: an actor pool of teachers on "
                              "a Ray cluster (pip install \"glip[ray]\")")
-    parser.add_argument("--workers", type=_positive_int, default=1,
+    parser.add_argument("--workers", type=positive_int, default=1,
                         help="worker processes (local) or teacher actors (ray), each with its own model (default 1)")
     parser.add_argument("--ray-address", default=None, metavar="ADDR",
                         help="ray: join this cluster (e.g. auto, or ray://host:10001); default: start a local one")
-    parser.add_argument("--batch-size", type=_positive_int, default=8, help="pairs per forward pass (default 8)")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="pairs per forward pass (default 8)")
     parser.add_argument("--image-column", default="jpg", help="parquet: column of image bytes (default jpg)")
     parser.add_argument("--path-column", default=None, help="parquet: column of image paths, instead of bytes")
     parser.add_argument("--caption-column", default="caption", help="parquet: caption column (default caption)")
@@ -82,7 +62,8 @@ def build_parser(prog: str = "glip label") -> argparse.ArgumentParser:
                         help=f"largest image accepted (default {DEFAULT_MAX_MEGAPIXELS}); larger ones are errors")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the output of another run in --out (default: refuse; the same job resumes)")
-    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    parser.add_argument("--device", type=device_name, default=None,
+                        help="cpu, cuda, cuda:N or mps (default: cuda when available)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     return parser
