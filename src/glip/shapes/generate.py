@@ -184,6 +184,16 @@ def _render_all(tasks: list[tuple], workers: int, progress: bool, split: str,
     return results
 
 
+def check_generation(num_images: int, image_format: str, image_size: int) -> None:
+    """The settings every split's generation shares: one-line errors before anything is written."""
+    if num_images < 1:
+        raise ValueError(f"num_images must be at least 1, got {num_images}")
+    if image_format not in IMAGE_FORMATS:
+        raise ValueError(f"unknown image format {image_format!r}; choose from {', '.join(IMAGE_FORMATS)}")
+    if image_size < 64:
+        raise ValueError(f"image_size must be at least 64 pixels, got {image_size}")
+
+
 def generate_split(out_dir: str | os.PathLike, split: str, num_images: int, seed: int, image_size: int = 320,
                    workers: int = 1, progress: bool = False, overwrite: bool = False,
                    image_format: str | None = None, shard_size: int | None = None) -> Path:
@@ -220,12 +230,7 @@ def generate_split(out_dir: str | os.PathLike, split: str, num_images: int, seed
     if shard_size is not None:
         raise ValueError(f"shard_size is for the web split only; {split} writes no pairs")
     image_format = image_format or "png"
-    if num_images < 1:
-        raise ValueError(f"num_images must be at least 1, got {num_images}")
-    if image_format not in IMAGE_FORMATS:
-        raise ValueError(f"unknown image format {image_format!r}; choose from {', '.join(IMAGE_FORMATS)}")
-    if image_size < 64:
-        raise ValueError(f"image_size must be at least 64 pixels, got {image_size}")
+    check_generation(num_images, image_format, image_size)
     spec = SPLITS[split]
     split_dir = Path(out_dir) / split
     _prepare(split_dir, overwrite)

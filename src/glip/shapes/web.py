@@ -43,8 +43,8 @@ import numpy as np
 
 from glip.files import write_atomically
 from glip.shapes.captions import web_caption
-from glip.shapes.generate import (FORMAT_VERSION, IMAGE_FORMATS, _box, _prepare, _render_all, _save, _write_json,
-                                  _write_jsonl, image_file_name, image_rng)
+from glip.shapes.generate import (FORMAT_VERSION, _box, _prepare, _render_all, _save, _write_json, _write_jsonl,
+                                  check_generation, image_file_name, image_rng)
 from glip.shapes.scene import Scene, random_spec, render_scene
 from glip.shapes.vocabulary import NOVEL_SHAPES, TRAINED_SHAPES
 
@@ -141,12 +141,7 @@ def generate_web_split(out_dir: str | os.PathLike, num_images: int, seed: int, i
     Returns:
         The split directory.
     """
-    if num_images < 1:
-        raise ValueError(f"num_images must be at least 1, got {num_images}")
-    if image_format not in IMAGE_FORMATS:
-        raise ValueError(f"unknown image format {image_format!r}; choose from {', '.join(IMAGE_FORMATS)}")
-    if image_size < 64:
-        raise ValueError(f"image_size must be at least 64 pixels, got {image_size}")
+    check_generation(num_images, image_format, image_size)
     if shard_size is not None and shard_size < 1:
         raise ValueError(f"shard_size must be at least 1 pair, got {shard_size}")
     split_dir = Path(out_dir) / WEB_SPLIT
