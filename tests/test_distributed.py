@@ -16,6 +16,7 @@ import yaml
 from PIL import Image
 
 from glip.distributed import DistributedContext, init_distributed, resolve_device
+from support import save_small_glip
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Deterministic forward passes: no dropout anywhere (each process would draw its own masks).
@@ -153,21 +154,10 @@ def test_two_training_processes_match_one_process_with_the_same_global_batch(tmp
 def evaluation_files(tmp_path):
     """A small model and five noise images whose ground truth is made from the model's own best
     boxes (moved a little), so AP is neither 0 nor 1 and depends on every detection."""
-    import dataclasses
-
-    from glip.checkpoint import save_glip
-    from glip.config import get_config
     from glip.evaluation import evaluate
-    from glip.modeling.glip import GLIP
     from glip.predictor import GLIPPredictor
 
-    config = get_config("glip-tiny")
-    config = dataclasses.replace(config, input=dataclasses.replace(config.input, min_size=64, max_size=96))
-    torch.manual_seed(0)
-    model = GLIP(config).eval()
-    with torch.no_grad():
-        model.head.bias0.fill_(0.0)
-    weights = save_glip(model, tmp_path / "small.safetensors")
+    weights = save_small_glip(tmp_path / "small.safetensors")
     rng = np.random.default_rng(3)
     images = []
     for index in range(1, 6):

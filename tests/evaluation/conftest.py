@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from eval_helpers import coco
+from support import save_small_glip
 from PIL import Image
 
 
 @pytest.fixture(scope="session")
 def small_checkpoint(tmp_path_factory) -> Path:
     """glip-tiny with 64-pixel inputs and a zero alignment bias (scores spread around 0.5)."""
-    from glip.checkpoint import save_glip
-    from glip.config import get_config
-    from glip.modeling.glip import GLIP
-
-    config = get_config("glip-tiny")
-    config = dataclasses.replace(config, input=dataclasses.replace(config.input, min_size=64, max_size=96))
-    torch.manual_seed(0)
-    model = GLIP(config).eval()
-    with torch.no_grad():
-        model.head.bias0.fill_(0.0)
-    return save_glip(model, tmp_path_factory.mktemp("small") / "glip-small.safetensors")
+    return save_small_glip(tmp_path_factory.mktemp("small") / "glip-small.safetensors")
 
 
 @pytest.fixture(scope="session")
