@@ -250,7 +250,8 @@ def test_concurrent_requests_are_batched_without_cross_talk(make_client, predict
 
     with ThreadPoolExecutor(len(uploads)) as pool:
         responses = list(pool.map(send, uploads))
-    assert sizes == [4], f"expected one forward pass of 4 images, got batch sizes {sizes}"
+    statuses = [(r.status_code, r.text[:200]) for r in responses if r.status_code != 200]
+    assert sizes == [4], f"expected one forward pass of 4 images, got batch sizes {sizes}; not 200: {statuses}"
     monkeypatch.setattr(predictor, "detect", detect)
     for data, response in zip(uploads, responses):
         assert response.status_code == 200, response.text
