@@ -4,6 +4,7 @@
   category (the ``MAX_CURVES`` with most ground truth) and their mean over all categories in black;
   ``ap_per_category.png``: AP of every category, sorted (named bars up to ``MAX_NAMED_BARS``).
 - grounding: ``recall.png``: Recall@k of both protocols.
+- naming (`glip.evaluation.naming`): a confusion matrix of true categories against top-scoring names.
 - suite: ``ap_per_dataset.png``, ``pr_curves.png`` (one mean curve per dataset), and each
   dataset's own plots in ``<out>/<dataset name>/``.
 
@@ -161,3 +162,26 @@ def write_plots(result: Any, out: Path) -> dict[str, Path]:
         written["pr_curves"] = plot_precision_recall(result, out / "pr_curves.png")
         written["ap_per_category"] = plot_ap_per_category(result, out / "ap_per_category.png")
     return {name: path for name, path in written.items() if path is not None}
+
+
+def plot_naming_confusion(result: Any, path: Path, title: str = "naming") -> Path | None:
+    """The naming confusion matrix (`glip.evaluation.naming.NamingResult`): rows = true category,
+    columns = the top-scoring name (last column: no detection overlaps), cells = share of the row."""
+    plt = _pyplot()
+    if plt is None:
+        return None
+    counts = np.asarray(result.confusion, dtype=float)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    rows, columns = shares.shape
+    figure, axis = plt.subplots(figsize=(2.5 + 0.45 * columns, 1.8 + 0.4 * rows))
+    axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for i in range(rows):
+        for j in range(columns):
+            if counts[i, j]:
+                axis.text(j, i, f"{100 * shares[i, j]:.0f}", ha="center", va="center", fontsize=6,
+                          color="white" if shares[i, j] > 0.5 else "black")
+    axis.set_xticks(np.arange(columns), [*result.names, "missed"], rotation=60, ha="right", fontsize=7)
+    axis.set_yticks(np.arange(rows), result.names, fontsize=7)
+    axis.set(xlabel="top-scoring name", ylabel="true category",
+             title=f"{title}: {100 * result.accuracy:.1f}% of {result.objects} objects named right")
+    return _save(figure, path)

@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--model", action="append", required=True, metavar="LABEL=WEIGHTS",
                         help="a model to evaluate (repeatable), e.g. glip-nano=runs/nano/model.safetensors")
     report.add_argument("--out", help="also write the table to this Markdown file")
+    report.add_argument("--plots", metavar="DIR",
+                        help="write each model's det-test naming confusion matrix there (LABEL-naming.png/.json)")
     report.add_argument("--device", default="cpu")
     texture = sub.add_parser("texture-pretrain",
                              help="teach a checkpoint's texture skip the fill words of grounding phrases")
@@ -118,7 +120,7 @@ def run_report(args: argparse.Namespace) -> int:
         label, _, weights = item.partition("=")
         if not weights:
             raise ValueError(f"--model takes LABEL=WEIGHTS, got {item!r}")
-        results[label] = evaluate_model(weights, args.data, args.device)
+        results[label] = evaluate_model(weights, args.data, args.device, plots=args.plots, label=label)
     table = markdown_table(results)
     if args.out:
         Path(args.out).write_text(table + "\n")
