@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -52,6 +53,10 @@ class TrainingBatch:
             ``positive_map`` ``[N, L]`` float32, 1 on the tokens of the box's phrase, 0 elsewhere;
             ``phrase_index`` ``[N]`` int64, the box's phrase in ``phrase_spans`` of its sample.
             ``N`` may be 0 (``[0, 4]``, ``[0, L]``, ``[0]``).
+            Detection data only (every phrase names a category): ``labels`` ``[N]`` int64, the
+            `category_key` of each box's category, and ``token_labels`` ``[L]`` int64, that of the
+            category name each token belongs to (-1 elsewhere); the "same category in another
+            image" targets of GLIPv2's inter-image loss. Grounding data has neither key.
         captions: per image, the caption tokenized (after the flip's left/right swap).
         phrase_spans: per image, each phrase's character spans in its caption.
         image_ids: per image, the id from the annotation file.
@@ -100,6 +105,13 @@ class TrainingBatch:
         return "; ".join(f"{source} (image id {image_id})" for source, image_id in zip(self.sources, self.image_ids))
 
 
+def category_key(name: str) -> int:
+    """A stable non-negative int64 for a category name (case and outer spaces ignored): equal names
+    give equal keys in every process and every dataset, so "person" of two datasets is one class."""
+    digest = hashlib.blake2b(name.strip().lower().encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
+
+
 class GroundingCollator:
     """``collate_fn`` for a DataLoader over the grounding datasets: examples -> `TrainingBatch`.
 
@@ -137,11 +149,19 @@ class GroundingCollator:
                 sample.source, int((~keep).sum()), [texts[p] for p in lost], self.max_length,
             )
         phrase_index = phrase_index[keep]
-        return {
+        target = {
             "boxes": boxes[keep],  # [N, 4]
             "positive_map": phrase_rows[phrase_index].float(),  # [N, L]
             "phrase_index": phrase_index,  # [N]
         }
+        if sample.phrase_category_ids is not None:  # detection data: each phrase is a category name
+            keys = torch.tensor([category_key(text) for text in sample.phrase_texts()], dtype=torch.int64)  # [P]
+            token_labels = torch.full((self.max_length,), -1, dtype=torch.int64)  # [L]
+            for phrase, key in enumerate(keys):
+                token_labels[phrase_rows[phrase]] = key
+            target["labels"] = keys[phrase_index]  # [N]
+            target["token_labels"] = token_labels
+        return target
 
     def __call__(self, examples: Sequence[GroundingExample]) -> TrainingBatch:
         if len(examples) == 0:
