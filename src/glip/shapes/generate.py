@@ -4,10 +4,12 @@ Layout of ``OUT/SPLIT/``:
 
 - ``images/000001.png`` ... (image id ``k`` is file ``{k:06d}.png``, or ``.jpg``; ids start at 1);
 - ``annotations.json``: COCO detection (``file_name`` is relative to ``OUT/SPLIT``, like the
-  ``filename`` of the grounding file, e.g. ``images/000001.png``; boxes ``[x, y, w, h]``);
+  ``filename`` of the grounding file, e.g. ``images/000001.png``; boxes ``[x, y, w, h]``; each
+  annotation's ``segmentation`` is the object's visible pixels as COCO RLE, see `segmentations`);
 - ``grounding.jsonl`` (``ground-train``, ``attributes-train`` and ``attributes``): ODVG records with ``image_id`` and a
-  record ``id`` of their own (1, 2, ...; the unit of grounding evaluation);
-  ``attributes`` has one record per referred object, whose caption is the referring phrase;
+  record ``id`` of their own (1, 2, ...; the unit of grounding evaluation), each region with the
+  ``segmentation`` of its object; ``attributes`` has one record per referred object, whose caption
+  is the referring phrase;
 - ``scenes.jsonl``: every object of every image with its attributes, box and visible fraction;
 - ``info.json``: split, seed, image size, number of images and the split's vocabulary.
 
@@ -36,6 +38,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from glip.data.masks import mask_to_rle
 from glip.files import write_atomically
 from glip.shapes.captions import grounding_caption, referring_caption, referring_phrases
 from glip.shapes.scene import Scene, attribute_specs, random_spec, render_scene
@@ -86,17 +89,25 @@ def _box(box: tuple[float, ...]) -> list[float]:
     return [round(v, 2) for v in box]
 
 
-def _grounding_records(rng: np.random.Generator, spec: SplitSpec, scene: Scene, header: dict) -> list[dict]:
+def segmentations(scene: Scene) -> list[dict]:
+    """Each object's instance mask as COCO RLE: its visible pixels (`Scene.owner`), never empty
+    (an object keeps at least ``1 - MAX_OCCLUDED`` of its pixels)."""
+    return [mask_to_rle(scene.visible_mask(index)) for index in range(len(scene.objects))]
+
+
+def _grounding_records(rng: np.random.Generator, spec: SplitSpec, scene: Scene, masks: list[dict],
+                       header: dict) -> list[dict]:
     boxes = [_box(o.box) for o in scene.objects]
     if spec.name == "attributes":
         records = []
         for index, phrase in enumerate(referring_phrases(rng, [o.spec for o in scene.objects])):
-            region = {"bbox": boxes[index], "phrase": phrase, "tokens_positive": [[0, len(phrase)]]}
+            region = {"bbox": boxes[index], "phrase": phrase, "tokens_positive": [[0, len(phrase)]],
+                      "segmentation": masks[index]}
             records.append(header | {"grounding": {"caption": phrase, "regions": [region]}, "target": index})
         return records
     caption = referring_caption if spec.name == "attributes-train" else grounding_caption
     builder = caption(rng, scene.objects)
-    regions = [{"bbox": boxes[i], "phrase": text, "tokens_positive": [list(span)]}
+    regions = [{"bbox": boxes[i], "phrase": text, "tokens_positive": [list(span)], "segmentation": masks[i]}
                for text, span, members in builder.phrases for i in members]
     return [header | {"grounding": {"caption": builder.caption, "regions": regions}}]
 
@@ -113,7 +124,7 @@ def render_image(task: tuple[Path, str, int, int, int, str]) -> dict:
 
     ``task`` is ``(split_dir, split, seed, image_id, image_size, image_format)``.
 
-    Returns ``{"id", "file_name", "width", "height", "objects", "grounding"}``.
+    Returns ``{"id", "file_name", "width", "height", "objects", "segmentations", "grounding"}``.
     """
     split_dir, split, seed, image_id, image_size, image_format = task
     spec = SPLITS[split]
@@ -122,21 +133,22 @@ def render_image(task: tuple[Path, str, int, int, int, str]) -> dict:
     file_name = image_file_name(image_id, image_format)
     _save(scene.image, split_dir / file_name, image_format)
     header = {"filename": file_name, "height": image_size, "width": image_size, "image_id": image_id}
-    grounding = _grounding_records(rng, spec, scene, header) if spec.grounding else []
+    masks = segmentations(scene)
+    grounding = _grounding_records(rng, spec, scene, masks, header) if spec.grounding else []
     return {"id": image_id, "file_name": file_name, "width": image_size, "height": image_size,
-            "objects": [o.to_dict() for o in scene.objects], "grounding": grounding}
+            "objects": [o.to_dict() for o in scene.objects], "segmentations": masks, "grounding": grounding}
 
 
 def coco_dataset(spec: SplitSpec, images: list[dict]) -> dict:
     """COCO detection dict of rendered images (as returned by ``render_image``)."""
     annotations = []
     for image in images:
-        for obj in image["objects"]:
+        for obj, segmentation in zip(image["objects"], image["segmentations"]):
             x1, y1, x2, y2 = obj["bbox"]
             annotations.append({"id": len(annotations) + 1, "image_id": image["id"],
                                 "category_id": spec.category_id(obj["shape"]),
                                 "bbox": [x1, y1, round(x2 - x1, 2), round(y2 - y1, 2)],
-                                "area": obj["area"], "iscrowd": 0})
+                                "area": obj["area"], "iscrowd": 0, "segmentation": segmentation})
     categories = [{"id": i + 1, "name": name, "synonym_of": shape}
                   for i, (name, shape) in enumerate(zip(spec.categories, spec.synonym_of))]
     return {"info": {"description": f"glip shapes world, split {spec.name}"},

@@ -6,7 +6,8 @@ its box would cover more than ``MAX_BOX_COVERED`` of an earlier object's box (so
 never hides most of a small one's box, e.g. a ring drawn around it); after
 ``PLACEMENT_TRIES`` rejected placements the object is dropped, so a scene may hold fewer objects
 than asked for (never fewer than one: the first object always fits). Every object lies fully
-inside the image. Boxes are the tight boxes of the whole drawn shape, occluded parts included.
+inside the image. Boxes are the tight boxes of the whole drawn shape, occluded parts included;
+``Scene.owner`` gives each object's visible pixels (its instance mask).
 
 Example:
     >>> rng = np.random.default_rng(0)
@@ -77,10 +78,25 @@ class SceneObject:
 
 @dataclass
 class Scene:
-    """An image (``[H, W, 3]`` uint8) and the objects drawn on it, in drawing order."""
+    """An image and the objects drawn on it, in drawing order.
+
+    Attributes:
+        image: ``[H, W, 3]`` uint8.
+        objects: the drawn objects, in drawing order.
+        owner: ``[H, W]`` int16, at each pixel the index of the object on top, or -1. A pixel
+            belongs to an object when the object covers at least half of it (the same 0.5 of the
+            4x supersampled drawing that decides its box and its visible fraction); a later
+            object that covers it takes it over. A ring's hole and a crescent's bite are not the
+            object's; a striped or dotted object's pattern is.
+    """
 
     image: np.ndarray
     objects: list[SceneObject]
+    owner: np.ndarray
+
+    def visible_mask(self, index: int) -> np.ndarray:
+        """``[H, W]`` bool: the pixels of object ``index`` that no later object hides."""
+        return self.owner == index
 
 
 def random_spec(rng: np.random.Generator, shapes: tuple[str, ...]) -> ObjectSpec:
@@ -183,4 +199,4 @@ def render_scene(rng: np.random.Generator, specs: list[ObjectSpec], image_size: 
         objects.append(SceneObject(spec, box, drawn.area, 1.0, angle, diameter))
     objects = [SceneObject(o.spec, o.box, o.area, v / a, o.angle, o.diameter)
                for o, v, a in zip(objects, visible, areas)]
-    return Scene(np.rint(image).astype(np.uint8), objects)
+    return Scene(np.rint(image).astype(np.uint8), objects, owner)

@@ -21,7 +21,8 @@ Layout of ``OUT/web/``:
 - ``truth/truth.jsonl``: for measuring only, never for training (in a folder of its own, so that
   ``glip label OUT/web`` finds only ``pairs.jsonl``): per pair an ODVG record with ``key``,
   ``shard`` (when sharded), the caption and one region per (phrase, object) with ``kind``
-  (``"trained"`` or ``"novel"``) and ``shape``, plus every object of the scene;
+  (``"trained"`` or ``"novel"``), ``shape`` and ``segmentation`` (the object's visible pixels as
+  COCO RLE, as in the other splits), plus every object of the scene;
 - ``info.json``: split, seed, image size, number of pairs, format version, shard size, the mix.
 
 Pair ``k`` depends only on ``(seed, "web", k)``, like every other split.
@@ -44,7 +45,7 @@ import numpy as np
 from glip.files import write_atomically
 from glip.shapes.captions import web_caption
 from glip.shapes.generate import (FORMAT_VERSION, _box, _prepare, _render_all, _save, _write_json, _write_jsonl,
-                                  check_generation, image_file_name, image_rng)
+                                  check_generation, image_file_name, image_rng, segmentations)
 from glip.shapes.scene import Scene, random_spec, render_scene
 from glip.shapes.vocabulary import NOVEL_SHAPES, TRAINED_SHAPES
 
@@ -88,12 +89,14 @@ def render_web_pair(task: tuple[Path, int, int, int, str]) -> dict:
     builder = web_caption(rng, scene.objects)
     file_name = image_file_name(image_id, image_format)
     _save(scene.image, split_dir / file_name, image_format)
+    masks = segmentations(scene)
     regions = []
     for text, span, members in builder.phrases:
         for index in members:
             shape = scene.objects[index].spec.shape
             regions.append({"bbox": _box(scene.objects[index].box), "phrase": text, "tokens_positive": [list(span)],
-                            "shape": shape, "kind": "novel" if shape in NOVEL_SHAPES else "trained"})
+                            "shape": shape, "kind": "novel" if shape in NOVEL_SHAPES else "trained",
+                            "segmentation": masks[index]})
     return {"key": pair_key(image_id), "image_id": image_id, "file_name": file_name, "width": image_size,
             "height": image_size, "caption": builder.caption, "regions": regions,
             "objects": [o.to_dict() for o in scene.objects]}

@@ -1,0 +1,177 @@
+"""Instance masks in COCO form: check a ``segmentation``, decode it, encode a mask as RLE.
+
+A COCO ``segmentation`` is one of:
+
+- **polygons**: a list of polygons, each a flat list ``[x1, y1, x2, y2, ...]`` of at least three
+  points in the image's continuous pixel coordinates;
+- **RLE**: ``{"size": [height, width], "counts": ...}`` with ``counts`` either the compressed
+  string of pycocotools (``mask.encode``) or the uncompressed list of run lengths (COCO crowd
+  annotations), runs alternating background / object, column-major, starting with background.
+
+`check_segmentation` is cheap (no decoding) and is run when a file is read, so a faulty record
+takes the readers' error path (`glip.data.validation.RecordErrors`); decoding waits until a
+sample is read (`decode_masks`), so a dataset holds only the file's small segmentations in
+memory. The counts are checked to sum to ``height * width`` before pycocotools sees them: its
+decoder writes past its buffer otherwise.
+
+Example:
+    >>> mask = np.zeros((4, 6), dtype=bool)
+    >>> mask[1:3, 2:5] = True
+    >>> rle = mask_to_rle(mask)
+    >>> rle["size"], isinstance(rle["counts"], str)
+    ([4, 6], True)
+    >>> bool((rle_to_mask(rle) == mask).all())
+    True
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+from pycocotools import mask as coco_mask
+
+from glip.data.validation import DataError
+
+MIN_POLYGON_COORDINATES = 6  # three points; pycocotools reads a list of 4 numbers as a box
+
+
+def mask_to_rle(mask: np.ndarray) -> dict:
+    """``[H, W]`` boolean (or 0/1) mask -> COCO RLE ``{"size": [H, W], "counts": str}`` (JSON-ready)."""
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"a mask is [H, W], got shape {tuple(mask.shape)}")
+    rle = coco_mask.encode(np.asfortranarray(mask, dtype=np.uint8))
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def rle_to_mask(rle: dict) -> np.ndarray:
+    """COCO RLE (compressed or uncompressed counts) -> ``[H, W]`` bool mask; a faulty RLE is a `DataError`."""
+    height, width = _rle_size(rle)
+    return decode_segmentation(rle, height, width)
+
+
+def check_segmentation(segmentation: object, width: int | None, height: int | None) -> None:
+    """Check a COCO ``segmentation`` without decoding it (see the module docstring).
+
+    ``width``/``height``: the image's size if known; an RLE must have that size.
+
+    Raises:
+        DataError: what is wrong with it, kind ``"bad segmentation"``.
+    """
+    if isinstance(segmentation, dict):
+        size = _rle_size(segmentation)
+        if width is not None and height is not None and size != (height, width):
+            raise _fault(f"RLE size {list(size)} is not the image's [height, width] [{height}, {width}]")
+        _rle_counts(segmentation["counts"], size[0] * size[1])
+    elif isinstance(segmentation, list):
+        if not segmentation:
+            raise _fault("polygon list is empty")
+        for polygon in segmentation:
+            _check_polygon(polygon)
+    else:
+        raise _fault(f"segmentation of type {type(segmentation).__name__}: give polygons (a list of "
+                     "[x1, y1, x2, y2, ...]) or RLE ({'size': [h, w], 'counts': ...})")
+
+
+def decode_segmentation(segmentation: object, height: int, width: int) -> np.ndarray:
+    """A checked COCO ``segmentation`` -> ``[height, width]`` bool mask."""
+    rle = _pycocotools_rle(segmentation, height, width)
+    with warnings.catch_warnings():  # pycocotools' decoder predates NumPy 2's copy keyword; harmless
+        warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
+        return coco_mask.decode(rle).astype(bool)
+
+
+def segmentation_to_rle(segmentation: object, height: int, width: int) -> dict:
+    """A COCO ``segmentation`` as one compressed RLE (``counts`` a str), as pycocotools evaluates it."""
+    rle = _pycocotools_rle(segmentation, height, width)
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def _pycocotools_rle(segmentation: object, height: int, width: int) -> dict:
+    """A segmentation as pycocotools' compressed RLE (``counts`` bytes), checked first."""
+    check_segmentation(segmentation, width, height)
+    if isinstance(segmentation, list):
+        polygons = [[float(v) for v in polygon] for polygon in segmentation]
+        rle = coco_mask.merge(coco_mask.frPyObjects(polygons, height, width))
+    elif isinstance(segmentation["counts"], list):
+        rle = coco_mask.frPyObjects(segmentation, height, width)
+    else:
+        rle = {"size": [height, width], "counts": segmentation["counts"].encode("ascii")}
+    return rle
+
+
+def decode_masks(segmentations: Sequence[object], height: int, width: int) -> np.ndarray:
+    """``[N, height, width]`` uint8 masks (0/1) of N checked segmentations."""
+    masks = np.zeros((len(segmentations), height, width), dtype=np.uint8)  # [N, H, W]
+    for index, segmentation in enumerate(segmentations):
+        masks[index] = decode_segmentation(segmentation, height, width)
+    return masks
+
+
+def _fault(message: str) -> DataError:
+    return DataError(f"segmentation: {message}", "bad segmentation")
+
+
+def _rle_size(rle: dict) -> tuple[int, int]:
+    size, counts = rle.get("size"), rle.get("counts")
+    if not isinstance(size, (list, tuple)) or len(size) != 2 or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
+        raise _fault(f"RLE 'size' {size!r} is not [height, width] of positive integers")
+    if not isinstance(counts, (str, list)):
+        raise _fault(f"RLE 'counts' of type {type(counts).__name__}: give the compressed string or a list of "
+                     "run lengths")
+    return int(size[0]), int(size[1])
+
+
+def _rle_counts(counts: str | list, num_pixels: int) -> None:
+    """Check run lengths (a list, or pycocotools' compressed string) sum to ``num_pixels``."""
+    if isinstance(counts, list):
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts):
+            raise _fault("RLE 'counts' list holds something other than non-negative integers")
+        runs = counts
+    else:
+        runs = _decompress_counts(counts)
+    if sum(runs) != num_pixels:
+        raise _fault(f"RLE runs cover {sum(runs)} pixels, not height * width = {num_pixels}")
+
+
+def _decompress_counts(text: str) -> list[int]:
+    """pycocotools' ``rleFrString``: 5 bits a character (offset 48), continuation bit 0x20, sign bit
+    0x10 on the last character, each count after the second stored relative to the one two back."""
+    runs: list[int] = []
+    position = 0
+    while position < len(text):
+        value, shift, more = 0, 0, True
+        while more:
+            if position >= len(text):
+                raise _fault("compressed RLE 'counts' ends in the middle of a number")
+            code = ord(text[position]) - 48
+            if not 0 <= code < 64:
+                raise _fault(f"compressed RLE 'counts' has the character {text[position]!r}")
+            value |= (code & 0x1F) << shift
+            more = bool(code & 0x20)
+            position += 1
+            shift += 5
+            if not more and code & 0x10:
+                value |= -1 << shift
+        if len(runs) > 2:
+            value += runs[-2]
+        if value < 0:
+            raise _fault("compressed RLE 'counts' decodes to a negative run length")
+        runs.append(value)
+    return runs
+
+
+def _check_polygon(polygon: object) -> None:
+    if not isinstance(polygon, list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in polygon):
+        raise _fault(f"polygon {_short(polygon)} is not a list of finite numbers [x1, y1, x2, y2, ...]")
+    if len(polygon) < MIN_POLYGON_COORDINATES or len(polygon) % 2:
+        raise _fault(f"polygon of {len(polygon)} numbers: a polygon is at least three (x, y) points")
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
