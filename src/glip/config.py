@@ -102,6 +102,24 @@ class PostProcessConfig:
 
 
 @dataclass
+class PretrainingConfig:
+    """GLIPv2's pre-training heads: training only, the detector's forward never calls them. Off by
+    default, and left out of ``to_dict`` while off, so that model files without this section load
+    (and are written) unchanged and inference builds nothing of it."""
+
+    # The projections of the inter-image region-word contrastive loss (L_inter,
+    # `glip.training.inter_image_loss`): region and token features -> inter_image_dim, L2-normalised.
+    inter_image: bool = False
+    inter_image_dim: int = 64  # official SHALLOW_CONTRASTIVE_HIDDEN_DIM
+    # The untied BERT LM prediction head of the masked language modelling loss (`glip.training.mlm`).
+    mlm: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.inter_image or self.mlm
+
+
+@dataclass
 class GLIPConfig:
     """A whole GLIP detector."""
 
@@ -112,9 +130,13 @@ class GLIPConfig:
     head: HeadConfig = field(default_factory=HeadConfig)
     postprocess: PostProcessConfig = field(default_factory=PostProcessConfig)
     input: InputConfig = field(default_factory=InputConfig)
+    pretraining: PretrainingConfig = field(default_factory=PretrainingConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if self.pretraining == PretrainingConfig():
+            del data["pretraining"]  # off: written as before the section existed
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "GLIPConfig":
@@ -125,6 +147,7 @@ class GLIPConfig:
             "head": HeadConfig,
             "postprocess": PostProcessConfig,
             "input": InputConfig,
+            "pretraining": PretrainingConfig,
         }
         unknown = set(data) - set(sections) - {"name"}
         if unknown:

@@ -109,6 +109,34 @@ def average_across_processes(value: float) -> float:
     return value
 
 
+def process_count() -> int:
+    """The number of processes of the default group (1 outside torchrun)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return 1
+
+
+def gather_rows_across_processes(tensor: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Every process's ``tensor`` (``[N_p, ...]``, ``N_p`` may differ) concatenated along dim 0 in
+    rank order, and the row where this process's own part starts. This process's part is
+    ``tensor`` itself, so gradients flow into it; the other parts are copies without history.
+    Outside torchrun: ``(tensor, 0)``. Every process must call it (a collective)."""
+    if process_count() == 1:
+        return tensor, 0
+    world, rank = dist.get_world_size(), dist.get_rank()
+    size = torch.tensor([tensor.shape[0]], dtype=torch.long, device=tensor.device)
+    sizes = [torch.zeros_like(size) for _ in range(world)]
+    dist.all_gather(sizes, size)
+    counts = [int(s.item()) for s in sizes]
+    padded = tensor.new_zeros((max(counts), *tensor.shape[1:]))  # all_gather needs equal shapes
+    padded[: tensor.shape[0]] = tensor.detach()
+    gathered = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(gathered, padded)
+    parts = [part[:count] for part, count in zip(gathered, counts)]
+    parts[rank] = tensor
+    return torch.cat(parts), sum(counts[:rank])
+
+
 @dataclass
 class DistributedContext:
     """Where this process stands: ``rank`` of ``world_size`` processes (1 without torchrun), its

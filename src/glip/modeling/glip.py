@@ -11,6 +11,7 @@ from glip.config import GLIPConfig
 from glip.modeling.anchors import level_anchors
 from glip.modeling.fpn import FPN
 from glip.modeling.head import HeadOutput, VLHead
+from glip.modeling.pretraining_heads import PretrainingHeads
 from glip.modeling.swin import SwinBackbone
 from glip.modeling.text_encoder import TextEncoder, TextFeatures
 
@@ -47,6 +48,12 @@ class GLIP(nn.Module):
         # Prompt tuning (optional): a [max_length, D] tensor added to the text features before the
         # head; zero-initialised so that enabling it changes nothing until it is trained.
         self.prompt_embedding: nn.Parameter | None = None
+        # GLIPv2's pre-training heads (training losses only; forward never calls them): built only
+        # when the config enables them, so other models keep exactly their parameters.
+        self.pretraining_heads: PretrainingHeads | None = None
+        if config.pretraining.enabled:
+            self.pretraining_heads = PretrainingHeads(config.pretraining, config.head.channels, text.hidden_size,
+                                                      text.vocab_size, text.layer_norm_eps)
 
     def enable_prompt_embedding(self, rows: int = 1000) -> nn.Parameter:
         if self.prompt_embedding is None:
