@@ -1,8 +1,9 @@
 """What every training dataset shares: lazy image reading, transforms and per-epoch randomness.
 
 A dataset subclass only says how to build the `GroundingSample` of an index (``get_sample``);
-this base reads the image, applies the transform with a `random.Random` derived from
-``(seed, epoch, index)`` and returns a `GroundingExample`.
+this base reads the image, decodes the boxes' instance masks when the sample has segmentations,
+applies the transform with a `random.Random` derived from ``(seed, epoch, index)`` and returns a
+`GroundingExample`.
 
 Resuming and workers: the randomness of index ``i`` in epoch ``e`` depends only on
 ``(seed, e, i)``, never on the worker or on how many items were drawn before. Call
@@ -18,6 +19,7 @@ import logging
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from glip.data.masks import decode_masks
 from glip.data.sample import STREAM_TRANSFORM, GroundingExample, GroundingSample, derive_rng
 from glip.data.transforms import Transform, build_train_transforms
 from glip.data.validation import DataError
@@ -88,7 +90,7 @@ class GroundingDatasetBase(Dataset):
         raise NotImplementedError
 
     def get_sample(self, index: int, repeat: int = 0) -> GroundingSample:
-        """The untransformed sample of ``index``: boxes in the file's pixels."""
+        """The untransformed sample of ``index``: boxes (and ``segmentations``) in the file's pixels."""
         raise NotImplementedError
 
     def _check_index(self, index: int) -> int:
@@ -111,6 +113,12 @@ class GroundingDatasetBase(Dataset):
         original_size = (image.height, image.width)
         if sample.width is None or sample.height is None:
             sample = sample.replace(width=image.width, height=image.height)
+        if sample.segmentations is not None:  # decoded only now: a dataset keeps only the file's records
+            try:
+                masks = decode_masks(sample.segmentations, image.height, image.width)  # [N, H, W]
+            except DataError as error:
+                raise DataError(f"{sample.source}: {error}", error.kind, error.hint) from None
+            sample = sample.replace(segmentations=None, masks=masks)
         rng = derive_rng(self.seed, self.epoch, index, STREAM_TRANSFORM, repeat)
         tensor, sample = self.transform(image, sample, rng)
         return GroundingExample(image=tensor, sample=sample, original_size=original_size)

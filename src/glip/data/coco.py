@@ -14,7 +14,10 @@ Rules, as in the official trainer:
   (their object then counts as background in that prompt); negatives are added while they fit;
 - crowd annotations (``iscrowd=1``) are ignored;
 - images without (non-crowd) annotations are kept and train as pure negatives, unless
-  ``skip_empty=True``.
+  ``skip_empty=True``;
+- instance masks: when every non-crowd annotation of an image has a ``segmentation`` (polygons or
+  RLE), the sample carries them and the training target gets ``masks`` (decoded when the image is
+  read, see `glip.data.masks`); otherwise the image trains with boxes only.
 
 Randomness is derived from ``(seed, epoch, index)``: the same prompt for the same index and epoch
 in every worker and after a resume, a different one next epoch (see `GroundingDatasetBase`).
@@ -38,6 +41,7 @@ from transformers import PreTrainedTokenizerBase
 
 from glip.data.base import GroundingDatasetBase
 from glip.data.coco_json import CocoFile, read_coco, read_json_file, xywh_to_xyxy
+from glip.data.masks import check_segmentation
 from glip.data.sample import STREAM_PROMPT, GroundingSample, derive_rng
 from glip.data.transforms import Transform
 from glip.data.validation import DataError, RecordErrors, check_box, check_image_file, read_image_size
@@ -57,6 +61,7 @@ class _CocoImage:
     boxes: np.ndarray  # [N, 4] float32 xyxy, clipped to the image
     categories: np.ndarray  # [N] int64 index into CocoDetectionDataset.category_names
     source: str
+    segmentations: list | None = None  # per box, its COCO segmentation; None unless every box has one
 
 
 class CocoDetectionDataset(GroundingDatasetBase):
@@ -138,13 +143,16 @@ class CocoDetectionDataset(GroundingDatasetBase):
                 path = self.image_dir / record.file_name
                 check_image_file(path)
                 width, height = (record.width, record.height) if record.width is not None else read_image_size(path)
-                boxes, categories = [], []
+                boxes, categories, segmentations = [], [], []
                 for annotation in by_image.get(record.id, []):
                     if annotation.iscrowd:
                         continue
                     source = annotation.source
                     boxes.append(check_box(xywh_to_xyxy(annotation.bbox), width, height))
                     categories.append(self._category_index[annotation.category_id])
+                    if annotation.segmentation is not None and record.width is None:  # size read from the file
+                        check_segmentation(annotation.segmentation, width, height)
+                    segmentations.append(annotation.segmentation)
             except DataError as error:
                 self.errors.reject(source, error)
                 continue
@@ -155,6 +163,7 @@ class CocoDetectionDataset(GroundingDatasetBase):
                 boxes=np.array(boxes, dtype=np.float32).reshape(-1, 4),
                 categories=np.array(categories, dtype=np.int64),
                 source=f"{self.annotation_file}#image {record.id}",
+                segmentations=segmentations if segmentations and None not in segmentations else None,
             ))
         return kept
 
@@ -226,4 +235,6 @@ class CocoDetectionDataset(GroundingDatasetBase):
             width=image.width,
             height=image.height,
             phrase_category_ids=[self.category_ids[c] for c in categories],
+            segmentations=None if image.segmentations is None else [
+                segmentation for segmentation, kept in zip(image.segmentations, keep) if kept],
         )

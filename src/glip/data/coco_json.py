@@ -11,7 +11,8 @@
   category is never skipped (annotations and prompts refer to it);
 - annotations: a known ``image_id`` and ``category_id``, a ``bbox`` ``[x, y, w, h]`` of four
   finite numbers with ``w, h >= 0``, ``iscrowd`` 0 or 1 (missing: 0), ``area`` a number (missing:
-  ``w * h``);
+  ``w * h``), a ``segmentation`` (optional; polygons or RLE of the image's size, checked without
+  decoding by `glip.data.masks.check_segmentation`; ``[]`` counts as none);
 - LVIS federated fields of an image, ``neg_category_ids`` and ``not_exhaustive_category_ids``:
   lists of known category ids (a file with the second needs the first).
 
@@ -42,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
+from glip.data.masks import read_segmentation
 from glip.data.validation import DataError, RecordErrors, check_image_size
 from glip.prompts import clean_name
 
@@ -83,6 +85,7 @@ class CocoAnnotation:
     area: float
     iscrowd: bool
     source: str  # "file#annotation 42 (image 7)", for messages
+    segmentation: object = field(default=None, repr=False)  # checked COCO polygons or RLE; None: no mask
     record: dict = field(default_factory=dict, repr=False)  # the file's record (e.g. MDETR tokens_positive)
 
 
@@ -264,6 +267,7 @@ def _read_annotations(records: list, images: list[CocoImage], rejected: set[Imag
     """The checked annotations, and the images with a faulty one (to drop whole). The annotations
     of a ``rejected`` image (a fault of its own record, reported) are dropped unchecked."""
     image_ids = {i.id for i in images}
+    sizes = {i.id: (i.width, i.height) for i in images}
     faulty: set[ImageId] = set()
     image_ids_as_text = {str(i) for i in image_ids}
     kept: list[CocoAnnotation] = []
@@ -285,7 +289,7 @@ def _read_annotations(records: list, images: list[CocoImage], rejected: set[Imag
                           image_id)
             continue
         try:
-            kept.append(_annotation(ann, f"{where} (image {image_id})", known_categories))
+            kept.append(_annotation(ann, f"{where} (image {image_id})", known_categories, sizes[image_id]))
         except DataError as error:
             example = ann.get("category_id") if error.kind == "unknown category id" else name
             errors.reject(f"{where} (image {image_id})", error, example)
@@ -293,7 +297,8 @@ def _read_annotations(records: list, images: list[CocoImage], rejected: set[Imag
     return kept, faulty
 
 
-def _annotation(ann: dict, source: str, known_categories: set | None) -> CocoAnnotation:
+def _annotation(ann: dict, source: str, known_categories: set | None,
+                size: tuple[int | None, int | None]) -> CocoAnnotation:
     category_id = ann.get("category_id")
     if known_categories is not None and (not is_id(category_id) or category_id not in known_categories):
         raise DataError(f"unknown category id {category_id!r}", "unknown category id",
@@ -311,5 +316,5 @@ def _annotation(ann: dict, source: str, known_categories: set | None) -> CocoAnn
     return CocoAnnotation(
         id=ann.get("id"), image_id=ann["image_id"], category_id=category_id, bbox=bbox,
         area=float(area) if is_number(area) else bbox[2] * bbox[3], iscrowd=bool(iscrowd), source=source,
-        record=ann,
+        segmentation=read_segmentation(ann, *size), record=ann,
     )

@@ -25,6 +25,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
@@ -57,6 +58,8 @@ class TrainingBatch:
             `category_key` of each box's category, and ``token_labels`` ``[L]`` int64, that of the
             category name each token belongs to (-1 elsewhere); the "same category in another
             image" targets of GLIPv2's inter-image loss. Grounding data has neither key.
+            When every box of the record has an instance mask: ``masks`` ``[N, H, W]`` uint8 (0/1)
+            at the transformed image's size before padding (``image_sizes``); else no such key.
         captions: per image, the caption tokenized (after the flip's left/right swap).
         phrase_spans: per image, each phrase's character spans in its caption.
         image_ids: per image, the id from the annotation file.
@@ -161,7 +164,19 @@ class GroundingCollator:
                 token_labels[phrase_rows[phrase]] = key
             target["labels"] = keys[phrase_index]  # [N]
             target["token_labels"] = token_labels
+        if sample.masks is not None:
+            target["masks"] = self._masks(example, keep)  # [N, H, W]
         return target
+
+    @staticmethod
+    def _masks(example: GroundingExample, keep: torch.Tensor) -> torch.Tensor:
+        """The instance masks of the kept boxes, uint8 ``[N, H, W]`` at the image's unpadded size."""
+        masks = example.sample.masks  # [N, H, W]
+        if masks.shape[1:] != tuple(example.image.shape[-2:]):
+            raise ValueError(f"{example.source}: masks are {masks.shape[2]}x{masks.shape[1]} but the image is "
+                             f"{example.image.shape[-1]}x{example.image.shape[-2]}: a transform resized the "
+                             "image without its masks")
+        return torch.from_numpy(np.ascontiguousarray(masks[keep.numpy()])).to(torch.uint8)
 
     def __call__(self, examples: Sequence[GroundingExample]) -> TrainingBatch:
         if len(examples) == 0:

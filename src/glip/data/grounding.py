@@ -12,8 +12,11 @@ image per line, boxes ``[x1, y1, x2, y2]`` in pixels::
 
 Regions with the same ``tokens_positive`` are one phrase with several boxes; a region's ``bbox``
 may also be a list of boxes. A region without ``tokens_positive`` is located by its ``phrase``
-(first case-insensitive occurrence in the caption). A simpler variant is accepted too, at the top
-level or under ``grounding``::
+(first case-insensitive occurrence in the caption). A region may carry its object's instance mask
+as ``segmentation``, COCO polygons or RLE (`glip.data.masks`); a region with a list of boxes then
+has a list of segmentations, one per box. When every box of a record has one, the training
+target gets ``masks``. A simpler variant (no masks) is accepted too, at the top level or under
+``grounding``::
 
     {"filename": "a.jpg", "caption": "...", "phrases": [{"spans": [[0, 10]], "boxes": [[...], ...]}]}
 
@@ -45,6 +48,7 @@ from transformers import PreTrainedTokenizerBase
 
 from glip.data.base import GroundingDatasetBase
 from glip.data.coco_json import CocoAnnotation, CocoImage, read_coco, read_json_file, xywh_to_xyxy
+from glip.data.masks import check_segmentation, read_segmentation
 from glip.data.packing import CaptionPacker, CaptionPacking
 from glip.data.sample import STREAM_PACKING, GroundingSample, Span, derive_rng
 from glip.data.transforms import Transform
@@ -107,9 +111,24 @@ def _locate_phrase(caption: str, phrase: object) -> list[Span]:
     return [match.span()]
 
 
-def _odvg_regions(grounding: dict, caption: str) -> list[tuple[object, object]]:
-    """``(spans, box)`` pairs of an ODVG ``grounding`` (or of the simpler ``phrases`` variant)."""
+def _region_segmentations(region: dict, num_boxes: int, width: int | None, height: int | None) -> list[object]:
+    """The checked segmentation of each box of a region (None where it has none)."""
+    if num_boxes == 1 or region.get("segmentation") in (None, []):
+        return [read_segmentation(region, width, height)] * num_boxes
+    segmentations = region["segmentation"]
+    if not isinstance(segmentations, list) or len(segmentations) != num_boxes:
+        raise DataError(f"segmentation: a region with {num_boxes} boxes needs a list of {num_boxes} "
+                        "segmentations, one per box", "bad segmentation")
+    return [read_segmentation({"segmentation": s}, width, height) for s in segmentations]
+
+
+def _odvg_regions(grounding: dict, caption: str, width: int | None = None,
+                  height: int | None = None) -> tuple[list[tuple[object, object]], list[object]]:
+    """``(spans, box)`` pairs of an ODVG ``grounding`` (or of the simpler ``phrases`` variant), and
+    the checked segmentation of each box (None where it has none; ``width``/``height``: the
+    recorded image size, if any, that RLE masks must have)."""
     pairs: list[tuple[object, object]] = []
+    segmentations: list[object] = []
     if "regions" in grounding:
         regions = grounding["regions"]
         if not isinstance(regions, list):
@@ -120,8 +139,10 @@ def _odvg_regions(grounding: dict, caption: str) -> list[tuple[object, object]]:
             spans = region.get("tokens_positive")
             if spans is None:
                 spans = _locate_phrase(caption, region.get("phrase"))
-            pairs.extend((spans, box) for box in _as_box_list(region["bbox"]))
-        return pairs
+            boxes = _as_box_list(region["bbox"])
+            pairs.extend((spans, box) for box in boxes)
+            segmentations.extend(_region_segmentations(region, len(boxes), width, height))
+        return pairs, segmentations
     phrases = grounding.get("phrases")
     if not isinstance(phrases, list):
         raise DataError("record has neither 'regions' nor a 'phrases' list", "bad record")
@@ -133,7 +154,8 @@ def _odvg_regions(grounding: dict, caption: str) -> list[tuple[object, object]]:
             raise DataError(f"phrase boxes {boxes!r} are not a list", "bad record")
         pairs.append((phrase["spans"], None))
         pairs.extend((phrase["spans"], box) for box in boxes)
-    return pairs
+        segmentations.extend([None] * len(boxes))
+    return pairs, segmentations
 
 
 @dataclass
@@ -150,6 +172,7 @@ class OdvgLine:
     regions: list[tuple[object, object]]
     width: int | None  # as recorded; None when the line has no size
     height: int | None
+    segmentations: list[object] | None = None  # per box (in order), its segmentation; None unless all have one
 
 
 def read_odvg_line(line: str) -> OdvgLine:
@@ -181,7 +204,9 @@ def check_odvg_record(record: object) -> OdvgLine:
     if record.get("width") is not None or record.get("height") is not None:
         width, height = check_image_size(record.get("width"), record.get("height"))
     caption = _caption(grounding)
-    return OdvgLine(record, record["filename"], caption, _odvg_regions(grounding, caption), width, height)
+    regions, segmentations = _odvg_regions(grounding, caption, width, height)
+    every = bool(segmentations) and None not in segmentations
+    return OdvgLine(record, record["filename"], caption, regions, width, height, segmentations if every else None)
 
 
 class SampleListDataset(GroundingDatasetBase):
@@ -271,10 +296,13 @@ def odvg_sample(line: OdvgLine, image_dir: Path, source: str) -> GroundingSample
     check_image_file(path)
     width, height = (line.width, line.height) if line.width is not None else read_image_size(path)
     phrase_spans, boxes, box_phrases = group_regions(line.caption, line.regions, width, height)
+    if line.segmentations is not None and line.width is None:  # RLE sizes against the size read from the file
+        for segmentation in line.segmentations:
+            check_segmentation(segmentation, width, height)
     return GroundingSample(
         image_path=path, caption=line.caption, phrase_spans=phrase_spans, boxes=boxes,
         box_phrases=box_phrases, image_id=line.record.get("image_id", line.file_name),
-        source=source, width=width, height=height,
+        source=source, width=width, height=height, segmentations=line.segmentations,
     )
 
 
@@ -330,7 +358,7 @@ class MdetrCocoDataset(SampleListDataset):
         check_image_file(path)
         width, height = (image.width, image.height) if image.width is not None else read_image_size(path)
         caption = _caption(image.record)
-        regions = []
+        regions, segmentations = [], []
         for annotation in annotations:
             if annotation.iscrowd:
                 continue
@@ -338,14 +366,18 @@ class MdetrCocoDataset(SampleListDataset):
                 spans = annotation.record.get("tokens_positive")
                 check_spans(caption, spans)
                 box = check_box(xywh_to_xyxy(annotation.bbox), width, height)
+                if annotation.segmentation is not None and image.width is None:  # size read from the file
+                    check_segmentation(annotation.segmentation, width, height)
             except DataError as error:
                 raise _AnnotationFault(annotation.source, error) from None
             regions.append((spans, box))
+            segmentations.append(annotation.segmentation)
         phrase_spans, boxes, box_phrases = group_regions(caption, regions, width, height)
         return GroundingSample(
             image_path=path, caption=caption, phrase_spans=phrase_spans, boxes=boxes,
             box_phrases=box_phrases, image_id=image.id,
             source=f"{self.annotation_file}#image {image.id}", width=width, height=height,
+            segmentations=segmentations if segmentations and None not in segmentations else None,
         )
 
 

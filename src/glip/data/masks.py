@@ -2,8 +2,9 @@
 
 A COCO ``segmentation`` is one of:
 
-- **polygons**: a list of polygons, each a flat list ``[x1, y1, x2, y2, ...]`` of at least three
-  points in the image's continuous pixel coordinates;
+- **polygons**: a list of polygons, each a flat list ``[x1, y1, x2, y2, ...]`` in the image's
+  continuous pixel coordinates; a polygon of fewer than three points has no area and is left out
+  (as detectron2 does), and a list of only such polygons counts as no segmentation;
 - **RLE**: ``{"size": [height, width], "counts": ...}`` with ``counts`` either the compressed
   string of pycocotools (``mask.encode``) or the uncompressed list of run lengths (COCO crowd
   annotations), runs alternating background / object, column-major, starting with background.
@@ -52,6 +53,18 @@ def rle_to_mask(rle: dict) -> np.ndarray:
     return decode_segmentation(rle, height, width)
 
 
+def read_segmentation(record: dict, width: int | None, height: int | None) -> object | None:
+    """A record's checked ``segmentation``, or None when it has none (missing, ``null`` or ``[]``:
+    box-only files often write an empty list)."""
+    segmentation = record.get("segmentation")
+    if segmentation is None or (isinstance(segmentation, list) and not segmentation):
+        return None
+    check_segmentation(segmentation, width, height)
+    if isinstance(segmentation, list) and not _polygons(segmentation):
+        return None
+    return segmentation
+
+
 def check_segmentation(segmentation: object, width: int | None, height: int | None) -> None:
     """Check a COCO ``segmentation`` without decoding it (see the module docstring).
 
@@ -93,7 +106,9 @@ def _pycocotools_rle(segmentation: object, height: int, width: int) -> dict:
     """A segmentation as pycocotools' compressed RLE (``counts`` bytes), checked first."""
     check_segmentation(segmentation, width, height)
     if isinstance(segmentation, list):
-        polygons = [[float(v) for v in polygon] for polygon in segmentation]
+        polygons = _polygons(segmentation)
+        if not polygons:  # only area-less polygons: an empty mask
+            return coco_mask.encode(np.zeros((height, width), dtype=np.uint8, order="F"))
         rle = coco_mask.merge(coco_mask.frPyObjects(polygons, height, width))
     elif isinstance(segmentation["counts"], list):
         rle = coco_mask.frPyObjects(segmentation, height, width)
@@ -164,12 +179,17 @@ def _decompress_counts(text: str) -> list[int]:
     return runs
 
 
+def _polygons(segmentation: list) -> list[list[float]]:
+    """The polygons with an area (at least three points), as floats."""
+    return [[float(v) for v in polygon] for polygon in segmentation if len(polygon) >= MIN_POLYGON_COORDINATES]
+
+
 def _check_polygon(polygon: object) -> None:
-    if not isinstance(polygon, list) or not all(
+    if not isinstance(polygon, list) or not polygon or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in polygon):
-        raise _fault(f"polygon {_short(polygon)} is not a list of finite numbers [x1, y1, x2, y2, ...]")
-    if len(polygon) < MIN_POLYGON_COORDINATES or len(polygon) % 2:
-        raise _fault(f"polygon of {len(polygon)} numbers: a polygon is at least three (x, y) points")
+        raise _fault(f"polygon {_short(polygon)} is not a non-empty list of finite numbers [x1, y1, x2, y2, ...]")
+    if len(polygon) % 2:
+        raise _fault(f"polygon of {len(polygon)} numbers: give (x, y) pairs")
 
 
 def _short(value: object, limit: int = 60) -> str:

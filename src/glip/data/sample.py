@@ -52,6 +52,11 @@ class GroundingSample:
         height: image height in pixels, if known (updated by the transforms).
         phrase_category_ids: for detection data, the category id of each phrase (``None`` for
             grounding data).
+        segmentations: per box, its checked COCO ``segmentation`` (polygons or RLE, in the file's
+            pixels), or ``None`` when some box has none; decoded into ``masks`` when the image is
+            read (`GroundingDatasetBase.load`), so a dataset holds only the file's small records.
+        masks: ``[N, H, W]`` uint8 (0/1) instance masks of the boxes in pixels of the image as it
+            currently is (kept consistent with ``boxes`` by the transforms), or ``None``.
     """
 
     image_path: Path
@@ -64,6 +69,8 @@ class GroundingSample:
     width: int | None = None
     height: int | None = None
     phrase_category_ids: list[int | str] | None = None
+    segmentations: list[object] | None = None
+    masks: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)  # [N, 4]
@@ -72,6 +79,12 @@ class GroundingSample:
                 f"{self.source}: {self.boxes.shape[0]} boxes but {len(self.box_phrases)} phrase "
                 "indices; give one phrase index per box"
             )
+        if self.segmentations is not None and len(self.segmentations) != self.boxes.shape[0]:
+            raise ValueError(f"{self.source}: {self.boxes.shape[0]} boxes but {len(self.segmentations)} "
+                             "segmentations; give one per box")
+        if self.masks is not None and (self.masks.ndim != 3 or self.masks.shape[0] != self.boxes.shape[0]):
+            raise ValueError(f"{self.source}: masks of shape {tuple(self.masks.shape)} for "
+                             f"{self.boxes.shape[0]} boxes; give [N, H, W]")
         if any(not 0 <= p < len(self.phrase_spans) for p in self.box_phrases):
             raise ValueError(
                 f"{self.source}: box phrase indices {self.box_phrases} out of range for "

@@ -3,8 +3,8 @@
 Every transform is called as ``transform(image, sample, rng)`` and returns ``(image, sample)``:
 
 - ``image``: a PIL RGB image, or after `Normalize` the ``[3, H, W]`` network tensor;
-- ``sample``: a `GroundingSample` whose boxes are in pixels of ``image`` (a new object; the input
-  sample is left untouched);
+- ``sample``: a `GroundingSample` whose boxes (and instance ``masks``, when it has them) are in
+  pixels of ``image`` (a new object; the input sample is left untouched);
 - ``rng``: a `random.Random`. The datasets derive it from ``(seed, epoch, index)``, so a record gets
   the same augmentation in every worker and after a resume.
 
@@ -65,7 +65,9 @@ class RandomResize:
     """Resize so the short side is one of ``min_sizes`` (drawn uniformly), the long side capped.
 
     The size follows `glip.images.resized_size` (the official ``Resize``); the resampling is PIL's
-    bilinear, as in `glip.images.preprocess`. Boxes are scaled by ``new_w / w`` and ``new_h / h``.
+    bilinear, as in `glip.images.preprocess`. Boxes are scaled by ``new_w / w`` and ``new_h / h``;
+    instance masks are resampled bilinearly (pixel centres, the boxes' continuous frame) and kept
+    where at least half covered, like a polygon rasterised at the new size.
 
     Args:
         min_sizes: candidate lengths of the shorter side; one value gives a deterministic resize.
@@ -92,14 +94,17 @@ class RandomResize:
             image = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
         scale = np.array([new_w / width, new_h / height] * 2, dtype=np.float32)
         boxes = sample.boxes * scale  # [N, 4]
-        return image, sample.replace(boxes=boxes.astype(np.float32), width=new_w, height=new_h)
+        masks = sample.masks
+        if masks is not None and masks.shape[1:] != (new_h, new_w):
+            masks = resize_masks(masks, new_h, new_w)
+        return image, sample.replace(boxes=boxes.astype(np.float32), width=new_w, height=new_h, masks=masks)
 
     def __repr__(self) -> str:
         return f"RandomResize(min_sizes={self.min_sizes}, max_size={self.max_size})"
 
 
 class RandomHorizontalFlip:
-    """Mirror the image with probability ``p``, the boxes with it, and swap "left" and "right".
+    """Mirror the image with probability ``p``, the boxes and masks with it, and swap "left" and "right".
 
     Boxes: ``x1' = W - x2``, ``x2' = W - x1`` (continuous convention; the official code subtracts
     one more pixel, a legacy of its ``+ 1`` box widths). Caption: the whole words "left"/"right"
@@ -123,11 +128,25 @@ class RandomHorizontalFlip:
         boxes = sample.boxes.copy()  # [N, 4]
         boxes[:, 0] = width - sample.boxes[:, 2]
         boxes[:, 2] = width - sample.boxes[:, 0]
+        masks = None if sample.masks is None else np.ascontiguousarray(sample.masks[:, :, ::-1])  # [N, H, W]
         caption, spans = swap_left_right(sample.caption, sample.phrase_spans)
-        return image, sample.replace(boxes=boxes, caption=caption, phrase_spans=spans)
+        return image, sample.replace(boxes=boxes, caption=caption, phrase_spans=spans, masks=masks)
 
     def __repr__(self) -> str:
         return f"RandomHorizontalFlip(p={self.p})"
+
+
+def resize_masks(masks: np.ndarray, height: int, width: int, chunk: int = 16) -> np.ndarray:
+    """``[N, h, w]`` uint8 0/1 masks -> ``[N, height, width]``: bilinear, kept where >= 0.5.
+
+    Resampled ``chunk`` masks at a time, so a crowded image never holds all of them as floats.
+    """
+    resized = np.zeros((masks.shape[0], height, width), dtype=np.uint8)  # [N, H, W]
+    for start in range(0, masks.shape[0], chunk):
+        block = torch.from_numpy(masks[start:start + chunk]).float()[:, None]  # [n, 1, h, w]
+        scaled = torch.nn.functional.interpolate(block, size=(height, width), mode="bilinear", align_corners=False)
+        resized[start:start + chunk] = (scaled[:, 0] >= 0.5).numpy()
+    return resized
 
 
 def _swap_word(word: str) -> str:
