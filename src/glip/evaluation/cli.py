@@ -89,7 +89,11 @@ def _summary(result) -> list[str]:
         return [f"{result.name} ({result.num_phrases} phrases): {values}"]
     keys = [k for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf") if k in result.metrics]
     values = "  ".join(f"{k} {percent(result.metrics[k])}" for k in keys)
-    return [f"{result.name} ({result.protocol['name']}, {result.num_images} images): {values}"]
+    lines = [f"{result.name} ({result.protocol['name']}, {result.num_images} images): {values}"]
+    if result.mask_metrics is not None:
+        masks = "  ".join(f"{k} {percent(result.mask_metrics[k])}" for k in keys if k in result.mask_metrics)
+        lines.append(f"{result.name} masks: {masks}")
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:

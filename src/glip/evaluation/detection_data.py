@@ -68,7 +68,8 @@ class DetectionDataset:
         name: used in reports.
         images: in file order (the order images are run in).
         categories: in file order (the order of the prompt).
-        annotations: COCO boxes with ids ``1..N``, ``area`` and ``iscrowd`` filled.
+        annotations: COCO boxes with ids ``1..N``, ``area`` and ``iscrowd`` filled, and the
+            ``segmentation`` of those that have one (checked, as in the file).
         image_dir: folder the ``file_name`` of the images are relative to.
         source: the annotation file, for messages.
         negative_category_ids: LVIS: per image, the categories checked to be absent.
@@ -194,6 +195,8 @@ def _pycocotools_record(number: int, annotation: CocoAnnotation) -> dict:
         "area": annotation.area,
         "iscrowd": int(annotation.iscrowd),
     }
+    if annotation.segmentation is not None:  # checked polygons or RLE: for mask AP
+        record["segmentation"] = annotation.segmentation
     if "ignore" in annotation.record:
         record["ignore"] = annotation.record["ignore"]
     return record

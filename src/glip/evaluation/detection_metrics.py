@@ -1,4 +1,4 @@
-"""Box AP through pycocotools: the COCO protocol, LVIS (federated, frequency split) and fixed AP.
+"""Box and mask AP through pycocotools: the COCO protocol, LVIS (federated, frequency split), fixed AP.
 
 Matching, interpolation and averaging are pycocotools' own (`COCOeval.evaluate` and
 `accumulate`); only these are added around it:
@@ -24,6 +24,12 @@ pycocotools runs with an unlimited ``maxDets``. The LVIS federated rules still a
 Ties at a cut keep the detections that come first in the predictions list (stable sort), and the
 cuts are made in the order: per image, then per category, then the federated filter.
 
+**Mask AP**: when the detections carry masks (``segmentation``, COCO RLE) and every evaluated
+ground-truth box has a ``segmentation`` (polygons or RLE), the same detections are evaluated again
+with pycocotools' ``iouType="segm"`` (mask IoU instead of box IoU; the same protocol, federated
+rules included): ``DetectionResult.mask_metrics`` and ``mask_AP``, ``mask_AP50``, ``mask_AP75``
+per category. Areas (small / medium / large) are the ground truth's ``area`` for both.
+
 Example:
     >>> result = compute_detection_metrics(dataset, predictions)  # doctest: +SKIP
     >>> result.metrics["AP"], result.per_category[0]["AP"]  # doctest: +SKIP
@@ -39,6 +45,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
+from glip.data.masks import segmentation_to_rle
 from glip.evaluation.common import EvaluationError, json_ready
 from glip.evaluation.detection_data import FREQUENCIES, DetectionDataset, ImageId
 
@@ -99,7 +106,8 @@ class DetectionResult:
 
     Attributes:
         metrics: AP, AP50, AP75, APs, APm, APl, (APr, APc, APf), AR@n, ARs/m/l@n.
-        per_category: per category: id, name, frequency, num_gt, num_predictions, AP, AP50, AP75.
+        per_category: per category: id, name, frequency, num_gt, num_predictions, AP, AP50, AP75
+            (and mask_AP, mask_AP50, mask_AP75 with mask AP).
         precision_recall: ``recall`` (the 101 thresholds) and, per category id, the interpolated
             precision at IoU 0.50 (``"iou50"``) and averaged over IoU 0.50:0.95 (``"mean"``).
     """
@@ -115,6 +123,7 @@ class DetectionResult:
     timing: dict | None = None
     task: str = "detection"
     predictions: list[dict] | None = field(default=None, repr=False)  # what was evaluated (not in to_dict)
+    mask_metrics: dict[str, float | None] | None = None  # the same keys for mask IoU; None: no mask AP
 
     @property
     def ap(self) -> float | None:
@@ -152,7 +161,7 @@ def _coco_object(data: dict):
     return coco
 
 
-def _build_evaluator(coco_gt, coco_dt, dataset: DetectionDataset):
+def _build_evaluator(coco_gt, coco_dt, dataset: DetectionDataset, iou_type: str = "bbox"):
     """A COCOeval that applies the LVIS federated rules when the dataset has them."""
     from pycocotools.cocoeval import COCOeval
 
@@ -178,7 +187,7 @@ def _build_evaluator(coco_gt, coco_dt, dataset: DetectionDataset):
                 result["dtIgnore"] = np.logical_or(result["dtIgnore"], unmatched)
             return result
 
-    return (FederatedCOCOeval if negatives else COCOeval)(coco_gt, coco_dt, "bbox")
+    return (FederatedCOCOeval if negatives else COCOeval)(coco_gt, coco_dt, iou_type)
 
 
 def _mean_valid(values: np.ndarray) -> float | None:
@@ -193,11 +202,12 @@ def compute_detection_metrics(
     protocol: DetectionProtocol | None = None,
     image_ids: set[ImageId] | None = None,
 ) -> DetectionResult:
-    """Box AP of checked COCO-format ``predictions`` (see `check_detection_predictions`).
+    """Box AP (and mask AP, see the module docstring) of checked COCO-format ``predictions``.
 
     Args:
         dataset: the ground truth.
-        predictions: ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}`` records.
+        predictions: ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}`` records, with
+            ``"segmentation"`` (compressed RLE) on every one or none (see `check_detection_predictions`).
         protocol: default `default_protocol` (COCO, or LVIS for an LVIS file).
         image_ids: evaluate on these images only (default: all of the dataset's).
     """
@@ -207,30 +217,92 @@ def compute_detection_metrics(
         raise EvaluationError(f"{dataset.source}: no image to evaluate")
     detections = limit_detections([p for p in predictions if p["image_id"] in evaluated], protocol)
     ground_truth = dataset.coco_ground_truth(evaluated)
-    results = {key: ground_truth[key] for key in ("images", "categories")}
-    results["annotations"] = [
-        {"id": index + 1, "image_id": d["image_id"], "category_id": d["category_id"], "bbox": list(d["bbox"]),
-         "score": float(d["score"]), "area": float(d["bbox"][2]) * float(d["bbox"][3]), "iscrowd": 0}
-        for index, d in enumerate(detections)
-    ]
-    evaluator = _build_evaluator(_coco_object(ground_truth), _coco_object(results), dataset)
-    evaluator.params.imgIds = sorted(evaluated)
-    evaluator.params.catIds = sorted(dataset.category_ids)
-    evaluator.params.maxDets = sorted(protocol.max_dets)
-    with contextlib.redirect_stdout(io.StringIO()):
-        evaluator.evaluate()
-        evaluator.accumulate()
+    evaluator = _evaluate(dataset, ground_truth, _results(ground_truth, detections), evaluated, protocol, "bbox")
     precision = evaluator.eval["precision"]  # [T, R, K, A, M]
     recall = evaluator.eval["recall"]  # [T, K, A, M]
     category_order = list(evaluator.params.catIds)
     metrics = _summaries(precision, recall, evaluator.params, dataset, category_order)
     per_category, curves = _per_category(precision, evaluator.params, dataset, category_order, detections)
     notes = _notes(dataset, protocol, per_category, len(evaluated))
+    mask_metrics = None
+    if predictions and all("segmentation" in p for p in predictions):
+        mask_truth, lacking = _mask_ground_truth(ground_truth)
+        if lacking:
+            notes.append(f"no mask AP: the detections carry masks but {lacking} of the "
+                         f"{len(ground_truth['annotations'])} ground-truth boxes have no segmentation")
+        else:
+            mask_metrics = _mask_ap(dataset, mask_truth, detections, evaluated, protocol, per_category)
     return DetectionResult(
         name=dataset.name, protocol=protocol.describe(), metrics=metrics, per_category=per_category,
         precision_recall={"recall": evaluator.params.recThrs.round(2).tolist(), "categories": curves},
-        num_images=len(evaluated), num_predictions=len(detections), notes=notes,
+        num_images=len(evaluated), num_predictions=len(detections), notes=notes, mask_metrics=mask_metrics,
     )
+
+
+def _results(ground_truth: dict, detections: list[dict], masks: bool = False) -> dict:
+    """The detections as a pycocotools results dict (with their masks for ``iouType="segm"``)."""
+    from pycocotools import mask as coco_mask
+
+    results = {key: ground_truth[key] for key in ("images", "categories")}
+    annotations = []
+    for index, d in enumerate(detections):
+        record = {"id": index + 1, "image_id": d["image_id"], "category_id": d["category_id"],
+                  "bbox": list(d["bbox"]), "score": float(d["score"]),
+                  "area": float(d["bbox"][2]) * float(d["bbox"][3]), "iscrowd": 0}
+        if masks:
+            record["segmentation"] = d["segmentation"]
+            record["area"] = float(coco_mask.area(d["segmentation"]))  # as COCO.loadRes sets it
+        annotations.append(record)
+    results["annotations"] = annotations
+    return results
+
+
+def _evaluate(dataset: DetectionDataset, ground_truth: dict, results: dict, evaluated: set,
+              protocol: DetectionProtocol, iou_type: str):
+    """pycocotools' evaluate and accumulate; the evaluator, with ``eval`` filled."""
+    evaluator = _build_evaluator(_coco_object(ground_truth), _coco_object(results), dataset, iou_type)
+    evaluator.params.imgIds = sorted(evaluated)
+    evaluator.params.catIds = sorted(dataset.category_ids)
+    evaluator.params.maxDets = sorted(protocol.max_dets)
+    with contextlib.redirect_stdout(io.StringIO()):
+        evaluator.evaluate()
+        evaluator.accumulate()
+    return evaluator
+
+
+def _mask_ground_truth(ground_truth: dict) -> tuple[dict, int]:
+    """The ground truth with every segmentation as compressed RLE, and how many boxes lack one.
+
+    Polygons need the image's size; an image of unknown size is an `EvaluationError`.
+    """
+    sizes = {image["id"]: (image["height"], image["width"]) for image in ground_truth["images"]}
+    annotations, lacking = [], 0
+    for annotation in ground_truth["annotations"]:
+        segmentation = annotation.get("segmentation")
+        if segmentation is None:
+            lacking += 1
+            continue
+        height, width = sizes[annotation["image_id"]]
+        if isinstance(segmentation, dict):
+            height, width = segmentation["size"]
+        elif height is None or width is None:
+            raise EvaluationError(f"image {annotation['image_id']!r} has polygon masks but no 'width' and "
+                                  "'height': give its size in the annotation file for mask AP")
+        annotations.append(dict(annotation, segmentation=segmentation_to_rle(segmentation, height, width)))
+    return dict(ground_truth, annotations=annotations), lacking
+
+
+def _mask_ap(dataset: DetectionDataset, mask_truth: dict, detections: list[dict], evaluated: set,
+             protocol: DetectionProtocol, per_category: list[dict]) -> dict[str, float | None]:
+    """Mask AP of the detections; adds ``mask_AP``, ``mask_AP50``, ``mask_AP75`` to ``per_category``."""
+    evaluator = _evaluate(dataset, mask_truth, _results(mask_truth, detections, masks=True), evaluated,
+                          protocol, "segm")
+    precision = evaluator.eval["precision"]  # [T, R, K, A, M]
+    category_order = list(evaluator.params.catIds)
+    rows, _ = _per_category(precision, evaluator.params, dataset, category_order, detections)
+    for row, mask_row in zip(per_category, rows):
+        row.update({f"mask_{key}": mask_row[key] for key in ("AP", "AP50", "AP75")})
+    return _summaries(precision, evaluator.eval["recall"], evaluator.params, dataset, category_order)
 
 
 def _summaries(precision: np.ndarray, recall: np.ndarray, params, dataset: DetectionDataset,

@@ -4,6 +4,11 @@ Detection (the format of ``COCO.loadRes`` and of every COCO leaderboard)::
 
     [{"image_id": 42, "category_id": 18, "bbox": [x, y, w, h], "score": 0.93}, ...]
 
+A detection may carry its instance mask as ``segmentation``, COCO RLE of the image's size
+(``{"size": [h, w], "counts": "..."}``, see `glip.data.masks.mask_to_rle`; list counts are
+accepted and compressed): then every detection of the file must carry one, and mask AP is
+computed beside box AP (`glip.evaluation.detection_metrics`).
+
 Grounding: the same records with ``phrase_index`` (0-based, the order of the phrases of the
 record as `glip.evaluation.grounding_data` reads them: order of first appearance) instead of
 ``category_id``. ``image_id`` is the record's id (the COCO image id, or the JSON Lines record's
@@ -26,7 +31,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from glip.data.validation import RecordErrors
+from glip.data.masks import check_segmentation, segmentation_to_rle
+from glip.data.validation import DataError, RecordErrors
 from glip.evaluation.common import EvaluationError, fault_collector, is_id, is_number, read_json
 
 # Added to the width and height of a model's xyxy box in COCO results (see the module docstring).
@@ -68,18 +74,38 @@ def _unknown_id_hint(value: object, known_as_text: set[str]) -> str:
     return "not in the annotation file"
 
 
+def _check_mask(record: dict, size: tuple[int | None, int | None], faults: RecordErrors, where: object) -> bool:
+    """A detection's ``segmentation``: COCO RLE of the image's ``(width, height)`` when known."""
+    segmentation = record["segmentation"]
+    if not isinstance(segmentation, dict):
+        faults.add("segmentation that is not COCO RLE", where, "predicted masks are RLE {'size': [h, w], 'counts'}: "
+                   "see glip.data.masks.mask_to_rle")
+        return False
+    try:
+        check_segmentation(segmentation, *size)
+    except DataError as error:
+        faults.add("malformed segmentation", f"{where}: {error}")
+        return False
+    return True
+
+
 def check_detection_predictions(predictions: Sequence, image_ids: set, category_ids: set,
-                                source: str = "predictions") -> list[dict]:
+                                source: str = "predictions",
+                                image_sizes: dict | None = None) -> list[dict]:
     """Check COCO results against the dataset's ids; return clean copies.
+
+    ``image_sizes``: ``{image_id: (width, height)}`` (None where unknown), which predicted masks
+    must have; masks come back as compressed RLE (``counts`` a str).
 
     Raises:
         EvaluationError: with a count of each fault (unknown image ids, unknown category ids,
-            malformed boxes or scores) and the first offenders.
+            malformed boxes, scores or masks, masks on some detections only) and the first
+            offenders.
     """
     faults = fault_collector(source)
     images_as_text = {str(i) for i in image_ids}
     categories_as_text = {str(c) for c in category_ids}
-    checked = []
+    checked, positions = [], []
     for position, record in enumerate(predictions):
         if not isinstance(record, dict):
             faults.add("value that is not a JSON object", position)
@@ -94,8 +120,20 @@ def check_detection_predictions(predictions: Sequence, image_ids: set, category_
             continue
         if not _check_box_and_score(record, faults, position):
             continue
-        checked.append({"image_id": record["image_id"], "category_id": record["category_id"],
-                        "bbox": [float(v) for v in record["bbox"]], "score": float(record["score"])})
+        clean = {"image_id": record["image_id"], "category_id": record["category_id"],
+                 "bbox": [float(v) for v in record["bbox"]], "score": float(record["score"])}
+        if record.get("segmentation") is not None:
+            if not _check_mask(record, (image_sizes or {}).get(record["image_id"], (None, None)), faults, position):
+                continue
+            height, width = record["segmentation"]["size"]
+            clean["segmentation"] = segmentation_to_rle(record["segmentation"], height, width)
+        checked.append(clean)
+        positions.append(position)
+    if any("segmentation" in record for record in checked):
+        for position, record in zip(positions, checked):
+            if "segmentation" not in record:
+                faults.add("missing segmentation (other detections have one)", position,
+                           "give every detection a mask, or none (box AP only)")
     faults.raise_if_any()
     return checked
 

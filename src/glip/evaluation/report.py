@@ -70,17 +70,22 @@ def detection_markdown(result: Any, level: int = 1) -> list[str]:
         lines += _table(header, [[percent(metrics.get(k)) for k in FREQUENCY_COLUMNS]], 0) + [""]
     recall_keys = [k for k in metrics if k.startswith("AR")]
     lines += _table(recall_keys, [[percent(metrics[k]) for k in recall_keys]], 0) + [""]
+    masks = result.mask_metrics
+    if masks is not None:
+        keys = list(DETECTION_COLUMNS) + [k for k in FREQUENCY_COLUMNS if k in masks]
+        lines += ["Mask AP (mask IoU):", ""]
+        lines += _table([f"mask {k}" for k in keys], [[percent(masks.get(k)) for k in keys]], 0) + [""]
     lines += [f"{head}# Per category", ""]
     show_prompt = any(row["prompt"] != row["name"] for row in result.per_category)
     show_frequency = any(row["frequency"] for row in result.per_category)
     header = ["id", "category"] + (["prompt"] if show_prompt else []) + (["freq."] if show_frequency else []) + [
-        "GT boxes", "predictions", "AP", "AP50", "AP75"]
+        "GT boxes", "predictions", "AP", "AP50", "AP75"] + (["mask AP"] if masks is not None else [])
     rows = []
     for row in result.per_category:
         rows.append([row["id"], row["name"]] + ([row["prompt"]] if show_prompt else [])
                     + ([row["frequency"] or ""] if show_frequency else [])
                     + [row["num_gt"], row["num_predictions"], percent(row["AP"]), percent(row["AP50"]),
-                       percent(row["AP75"])])
+                       percent(row["AP75"])] + ([percent(row["mask_AP"])] if masks is not None else []))
     lines += _table(header, rows, 2 + show_prompt + show_frequency) + [""]
     return lines + _notes(result.notes)
 

@@ -78,7 +78,9 @@ def evaluate_detection(
     progress: bool = False,
     context: DistributedContext | None = None,
 ) -> DetectionResult | None:
-    """Box AP of a model (``predictor``) or of a COCO results file / list (``predictions``).
+    """Box AP of a model (``predictor``) or of a COCO results file / list (``predictions``); mask AP
+    too when the predictions carry masks and the ground truth has them (see
+    `glip.evaluation.detection_metrics`).
 
     Args:
         protocol: default: COCO, or LVIS for an LVIS file; ``fixed_ap=True`` for the fixed-AP one.
@@ -109,7 +111,8 @@ def evaluate_detection(
         records, source = _predictions_list(predictions)
     if not context.is_main:
         return None
-    checked = check_detection_predictions(records, {i.id for i in dataset.images}, set(dataset.category_ids), source)
+    checked = check_detection_predictions(records, {i.id for i in dataset.images}, set(dataset.category_ids), source,
+                                          image_sizes={i.id: (i.width, i.height) for i in dataset.images})
     image_ids = {i.id for i in images}
     outside = sum(1 for p in checked if p["image_id"] not in image_ids)
     if outside:
