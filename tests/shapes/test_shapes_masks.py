@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from glip.data import CocoDetectionDataset, GroundingJsonlDataset, build_eval_transforms
 from glip.data.masks import rle_to_mask
 from glip.shapes.generate import generate_split, segmentations
 from glip.shapes.geometry import draw_shape
@@ -117,3 +118,21 @@ def test_web_truth_regions_have_masks(tmp_path: Path) -> None:
         assert len(regions) == len(record["objects"])  # web captions mention every object once
         _check_image_masks([(r["bbox"], r["segmentation"]) for r in regions], record["width"], record["height"])
     assert "segmentation" not in (web / "pairs.jsonl").read_text()  # training reads no truth
+
+
+def test_training_readers_give_the_generated_masks(shapes_root: Path) -> None:
+    for size in (320, 160):  # as drawn, and halved (resized masks of neighbours may share a border pixel)
+        transform = build_eval_transforms(size, None)
+        detection = CocoDetectionDataset(shapes_root / "det-train" / "annotations.json", shapes_root / "det-train",
+                                         transform=transform, max_prompt_tokens=None)
+        grounding = GroundingJsonlDataset(shapes_root / "ground-train" / "grounding.jsonl",
+                                          shapes_root / "ground-train", transform=transform)
+        for example in (detection[0], detection[1], grounding[0]):
+            masks = example.sample.masks  # [N, size, size]
+            assert masks.shape == (example.sample.num_boxes, size, size)
+            if size == 320:
+                assert masks.sum(axis=0).max() == 1
+            for box, mask in zip(example.sample.boxes, masks):
+                rows, cols = np.nonzero(mask)
+                assert cols.min() >= box[0] - 1 and cols.max() + 1 <= box[2] + 1
+                assert rows.min() >= box[1] - 1 and rows.max() + 1 <= box[3] + 1

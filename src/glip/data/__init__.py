@@ -1,5 +1,5 @@
 """Training data: COCO detection, ODVG / MDETR grounding, pseudo-labelled shards, caption packing,
-mixing, transforms and collation.
+mixing, transforms and collation; instance masks in COCO form (`glip.data.masks`).
 
 Every source yields `GroundingExample`s (a network-ready image and its `GroundingSample`);
 `GroundingCollator` turns a list of them into a `TrainingBatch` for the trainer.
@@ -16,6 +16,7 @@ from glip.data.base import GroundingDatasetBase, open_training_image
 from glip.data.coco import CocoDetectionDataset
 from glip.data.collate import GroundingCollator, TrainingBatch
 from glip.data.grounding import GroundingJsonlDataset, MdetrCocoDataset
+from glip.data.masks import mask_to_rle, rle_to_mask
 from glip.data.mixing import MixedDataset
 from glip.data.packing import CaptionPacker, CaptionPacking
 from glip.data.pseudo import PseudoLabelledDataset
@@ -51,6 +52,8 @@ __all__ = [
     "TrainingBatch",
     "build_eval_transforms",
     "build_train_transforms",
+    "mask_to_rle",
     "open_training_image",
+    "rle_to_mask",
     "swap_left_right",
 ]

@@ -67,7 +67,8 @@ class RandomResize:
     The size follows `glip.images.resized_size` (the official ``Resize``); the resampling is PIL's
     bilinear, as in `glip.images.preprocess`. Boxes are scaled by ``new_w / w`` and ``new_h / h``;
     instance masks are resampled bilinearly (pixel centres, the boxes' continuous frame) and kept
-    where at least half covered, like a polygon rasterised at the new size.
+    where at least half covered, like a polygon rasterised at the new size (so the resized masks
+    of two touching objects may share a pixel on their border).
 
     Args:
         min_sizes: candidate lengths of the shorter side; one value gives a deterministic resize.
