@@ -26,17 +26,21 @@ class MetricsLog:
     are dropped, so that the files tell one consistent history.
     """
 
-    COLUMNS = ("step", "epoch", "loss", *LOSS_TERMS, "lr", "language_lr", "grad_norm", "images_per_s", "elapsed_s")
+    TRAINING_STATE = ("lr", "language_lr", "grad_norm", "images_per_s", "elapsed_s")  # after the loss terms
+    COLUMNS = ("step", "epoch", "loss", *LOSS_TERMS, *TRAINING_STATE)
     _warned = False
 
-    def __init__(self, directory: Path, tensorboard: bool, resume_step: int | None) -> None:
+    def __init__(self, directory: Path, tensorboard: bool, resume_step: int | None,
+                 terms: tuple[str, ...] = LOSS_TERMS) -> None:
+        # The loss terms of this run (e.g. with GLIPv2's "inter_image" and "mlm"), as CSV columns.
+        self.columns = ("step", "epoch", "loss", *terms, *self.TRAINING_STATE)
         self.jsonl = directory / "metrics.jsonl"
         self.csv = directory / "metrics.csv"
         rows = self._kept_rows(resume_step)
         with self.jsonl.open("w") as handle:
             handle.writelines(json.dumps(row) + "\n" for row in rows)
         with self.csv.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=self.COLUMNS, extrasaction="ignore")
+            writer = csv.DictWriter(handle, fieldnames=self.columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
         self.writer = None
@@ -68,7 +72,7 @@ class MetricsLog:
         with self.jsonl.open("a") as handle:
             handle.write(json.dumps(row) + "\n")
         with self.csv.open("a", newline="") as handle:
-            csv.DictWriter(handle, fieldnames=self.COLUMNS, extrasaction="ignore").writerow(row)
+            csv.DictWriter(handle, fieldnames=self.columns, extrasaction="ignore").writerow(row)
         if self.writer is not None:
             for key, value in row.items():
                 if key != "step" and isinstance(value, (int, float)):

@@ -116,6 +116,14 @@ class LossSection:
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
     atss_top_k: int = 9
+    # GLIPv2's pre-training terms, off at 0. Each needs its head in the model config
+    # (model.overrides: {pretraining: {inter_image: true, mlm: true}}); the official weight is 1.0 for both.
+    inter_image: float = 0.0  # inter-image region-word contrastive loss (official SHALLOW_CONTRASTIVE_LOSS_WEIGHT)
+    mlm: float = 0.0  # masked language modelling loss (official MLM_LOSS_COEF)
+    inter_image_max_positives: int = 100  # positive anchors per image, at most (official SHALLOW_MAX_POSITIVE_ANCHORS)
+    mlm_probability: float = 0.15  # of masking each eligible token (BERT, official)
+    # Mask only tokens of phrases that have a box (official MLM_LOSS_FOR_ONLY_POSITIVES, default True).
+    mlm_only_positive_spans: bool = True
 
 
 @dataclass
@@ -163,7 +171,12 @@ class TrainConfig:
         return config
 
     def loss_weights(self) -> dict[str, float]:
-        return {"token": self.loss.token, "box": self.loss.box, "centerness": self.loss.centerness}
+        """The weight of each term the training loss sums; the pre-training terms only when on."""
+        weights = {"token": self.loss.token, "box": self.loss.box, "centerness": self.loss.centerness}
+        for name in ("inter_image", "mlm"):
+            if getattr(self.loss, name) > 0:
+                weights[name] = getattr(self.loss, name)
+        return weights
 
 
 def _type_name(annotation: Any) -> str:
@@ -263,6 +276,10 @@ def validate(config: TrainConfig) -> None:
     need(output.keep_last > 0, "output.keep_last must be positive")
     need(output.log_every > 0, "output.log_every must be positive")
     need(len(config.input.min_sizes) > 0, "input.min_sizes needs at least one size")
+    loss = config.loss
+    need(loss.inter_image >= 0 and loss.mlm >= 0, "loss.inter_image and loss.mlm are weights: 0 (off) or positive")
+    need(loss.inter_image_max_positives >= 1, "loss.inter_image_max_positives must be >= 1")
+    need(0.0 < loss.mlm_probability < 1.0, f"loss.mlm_probability must be in (0, 1), got {loss.mlm_probability}")
 
 
 def _validate_pseudo_fields(dataset: DatasetSection, where: str, need: Callable[[bool, str], None]) -> None:

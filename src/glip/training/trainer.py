@@ -39,10 +39,13 @@ from glip.data.sampler import ResumableShardedSampler
 from glip.data.training_set import build_training_dataset
 from glip.distributed import DistributedContext, init_distributed, resolve_device
 from glip.modeling.glip import GLIP, GLIPOutput
+from glip.tokenizer import load_tokenizer
 from glip.training import checkpointing
 from glip.training.ema import ModelEMA
+from glip.training.inter_image_loss import InterImageLoss
 from glip.training.loss import GLIPLoss, LossConfig
-from glip.training.metrics_log import LOSS_TERMS, MetricsLog
+from glip.training.metrics_log import MetricsLog
+from glip.training.mlm import mask_tokens, mlm_loss, positive_token_mask
 from glip.training.optim import build_optimizer, build_scheduler, freeze_parameters
 from glip.training.starting_model import build_model
 from glip.training.train_config import TrainConfig
@@ -134,6 +137,15 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         self.loss_fn = GLIPLoss(LossConfig(config.loss.focal_alpha, config.loss.focal_gamma, config.loss.atss_top_k))
         self.loss_weights = config.loss_weights()
+        self.terms = tuple(self.loss_weights)  # the named terms, in the order they are logged
+        self.inter_image_loss = self.mlm_vocabulary = None
+        self._check_pretraining_heads()
+        if "inter_image" in self.terms:
+            self.inter_image_loss = InterImageLoss(config.loss.inter_image_max_positives, config.loss.atss_top_k)
+        if "mlm" in self.terms:
+            tokenizer = load_tokenizer()
+            self.mlm_vocabulary = {"mask_token_id": tokenizer.mask_token_id, "special_ids": tokenizer.all_special_ids,
+                            "vocab_size": self.model.config.text.vocab_size}
         model_config = self.model.config
         self.dataset = dataset if dataset is not None else build_dataset(config, model_config)
         self.collator = GroundingCollator(max_length=model_config.text.max_length,
@@ -151,6 +163,21 @@ class Trainer:
         self.ddp_model: torch.nn.Module = self.model
         # Training-time randomness (dropout) differs between processes; model init did not.
         torch.manual_seed(train.seed + self.context.rank)
+
+    def _check_pretraining_heads(self) -> None:
+        """A pre-training term that is on needs its head in the model: one line saying how to add it."""
+        heads = self.model.pretraining_heads
+        for term in ("inter_image", "mlm"):  # each term's head has the term's name
+            if term in self.terms and (heads is None or getattr(heads, term) is None):
+                raise ValueError(f"loss.{term} = {self.loss_weights[term]:g} needs the model's {term} pre-training "
+                                 f"head: add model.overrides: {{pretraining: {{{term}: true}}}} (to start from "
+                                 "weights saved without it, load them with model.init_from, not model.weights)")
+
+    def step_generator(self, micro_batch: int) -> torch.Generator:
+        """The random stream of one micro-batch's pre-training terms (MLM masking, L_inter's draw
+        of positives): a function of (seed, step, rank, micro-batch) only, so a resume draws alike."""
+        entropy = [self.config.train.seed, self.step, self.context.rank, micro_batch]
+        return torch.Generator().manual_seed(int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 1))
 
     # ------------------------------------------------------------ checkpoints
     def state(self) -> dict[str, Any]:
@@ -249,15 +276,33 @@ class Trainer:
             epoch, position = epoch + 1, 0
 
     # ------------------------------------------------------------ one step
-    def loss_terms(self, batch: TrainingBatch) -> dict[str, torch.Tensor]:
-        """Forward one micro-batch (under autocast if enabled) and return the unweighted terms."""
+    def loss_terms(self, batch: TrainingBatch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Forward one micro-batch (under autocast if enabled) and return the unweighted terms.
+        ``generator``: the random stream of the pre-training terms (default: `step_generator` (0))."""
+        if generator is None:
+            generator = self.step_generator(0)
+        input_ids, mlm_labels = batch.input_ids, None
+        if self.mlm_vocabulary is not None:  # mask before the forward: the grounding losses see the masked prompt
+            settings = self.config.loss
+            allowed = (positive_token_mask(batch.targets, input_ids.shape[1]) if settings.mlm_only_positive_spans
+                       else None)
+            masked = mask_tokens(input_ids, batch.attention_mask, generator=generator,
+                                 probability=settings.mlm_probability, allowed=allowed, **self.mlm_vocabulary)
+            input_ids, mlm_labels = masked.input_ids, masked.labels
         autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
                     else nullcontext())
         with autocast:
-            output = self.ddp_model(batch.images, batch.input_ids, batch.attention_mask)
+            output = self.ddp_model(batch.images, input_ids, batch.attention_mask)
         if self.amp_dtype is not None:
             output = _to_float32(output)
-        return self.loss_fn(output, batch.targets, batch.attention_mask)
+        terms = self.loss_fn(output, batch.targets, batch.attention_mask)
+        heads = self.model.pretraining_heads
+        if self.inter_image_loss is not None:
+            terms["inter_image"] = self.inter_image_loss(output, batch.targets, batch.attention_mask,
+                                                         heads.inter_image, generator)
+        if mlm_labels is not None:
+            terms["mlm"] = mlm_loss(heads.mlm(output.head.text), mlm_labels)
+        return terms
 
     def train_step(self, micro_batches: list[TrainingBatch]) -> tuple[dict[str, float], bool]:
         """One optimizer step over the micro-batches. Returns the values to log and whether the
@@ -265,20 +310,20 @@ class Trainer:
         on any process."""
         self.ddp_model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        sums = dict.fromkeys(LOSS_TERMS, 0.0)
+        sums = dict.fromkeys(self.terms, 0.0)
         finite = True
         for index, batch in enumerate(micro_batches):
             batch = batch.to(self.device, non_blocking=True)
             last = index == len(micro_batches) - 1
             sync = nullcontext() if last or self.ddp_model is self.model else self.ddp_model.no_sync()
             with sync:
-                terms = self.loss_terms(batch)
-                total = sum(self.loss_weights[k] * terms[k] for k in LOSS_TERMS) / len(micro_batches)
+                terms = self.loss_terms(batch, self.step_generator(index))
+                total = sum(self.loss_weights[k] * terms[k] for k in self.terms) / len(micro_batches)
                 finite &= bool(torch.isfinite(total))
                 (self.scaler.scale(total) if self.scaler else total).backward()
-            for key in LOSS_TERMS:
+            for key in self.terms:
                 sums[key] += float(terms[key].detach()) / len(micro_batches)
-        sums["loss"] = sum(self.loss_weights[k] * sums[k] for k in LOSS_TERMS)
+        sums["loss"] = sum(self.loss_weights[k] * sums[k] for k in self.terms)
         if self.context.any(not finite):
             return sums, False
         if self.scaler is not None:
@@ -315,12 +360,13 @@ class Trainer:
         config, train = self.config, self.config.train
         resumed_step = self._start(train.resume if resume is None else resume)
         self.ddp_model = self.context.wrap(self.model, train.find_unused_parameters)
-        metrics = MetricsLog(self.output_dir, config.output.tensorboard, resumed_step) if self.context.is_main else None
+        metrics = (MetricsLog(self.output_dir, config.output.tensorboard, resumed_step, self.terms)
+                   if self.context.is_main else None)
         images_per_step = train.batch_size * train.grad_accumulation * self.context.world_size
         bar = tqdm(total=train.max_steps, initial=self.step, unit="step", dynamic_ncols=True, desc="train",
                    disable=not (self.context.is_main and config.output.progress))
         stream = self.batches()
-        window = {"values": dict.fromkeys((*LOSS_TERMS, "loss", "grad_norm"), 0.0), "steps": 0,
+        window = {"values": dict.fromkeys((*self.terms, "loss", "grad_norm"), 0.0), "steps": 0,
                   "start": time.perf_counter()}
         started = time.perf_counter()
         try:
@@ -338,7 +384,7 @@ class Trainer:
                 window["steps"] += 1
                 speed = images_per_step / max(time.perf_counter() - step_start, 1e-9)
                 bar.update(1)
-                bar.set_postfix({k: f"{values[k]:.3f}" for k in ("loss", *LOSS_TERMS)} | {"img/s": f"{speed:.1f}"},
+                bar.set_postfix({k: f"{values[k]:.3f}" for k in ("loss", *self.terms)} | {"img/s": f"{speed:.1f}"},
                                 refresh=False)
                 if self.step % config.output.log_every == 0 or self.step == train.max_steps:
                     self._log(metrics, window, images_per_step, started)
