@@ -7,10 +7,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from glip.data.collate import GroundingCollator, category_key
+from glip.data.sample import GroundingExample, GroundingSample
 from glip.modeling.glip import GLIPOutput
 from glip.modeling.head import HeadOutput
 from glip.modeling.pretraining_heads import InterImageProjections
@@ -94,6 +97,26 @@ def test_positives_are_capped_by_a_seeded_draw() -> None:
     assert first.numel() == 10 and positive[first].all() and (first.diff() > 0).all()
     assert torch.equal(first, draw(0)) and not torch.equal(first, draw(1))
     assert torch.equal(sample_positive_anchors(positive, 100), positive.nonzero().squeeze(1))
+
+
+def test_detection_targets_carry_category_keys_and_grounding_targets_none() -> None:
+    def example(caption, spans, categories):
+        sample = GroundingSample(image_path=Path("x.png"), caption=caption, phrase_spans=spans,
+                                 boxes=np.array([[1, 2, 10, 12]], dtype=np.float32), box_phrases=[1], image_id=1,
+                                 source="test", phrase_category_ids=categories)
+        return GroundingExample(image=torch.zeros(3, 32, 32), sample=sample, original_size=(32, 32))
+
+    collate = GroundingCollator(max_length=12)
+    detection, other_prompt, grounding = collate([
+        example("circle. square.", [[(0, 6)], [(8, 14)]], [1, 2]),
+        example("Square. star.", [[(0, 6)], [(8, 12)]], [2, 5]),  # the same category, elsewhere in the prompt
+        example("a square and a star", [[(2, 8)], [(15, 19)]], None),
+    ]).targets
+    assert detection["labels"].tolist() == [category_key("square")]
+    # [CLS] circle . square . [SEP]: tokens 1 and 3 name categories.
+    assert detection["token_labels"][:6].tolist() == [-1, category_key("circle"), -1, category_key("square"), -1, -1]
+    assert other_prompt["token_labels"][1].item() == category_key("square")  # case does not matter
+    assert "labels" not in grounding and "token_labels" not in grounding
 
 
 def _fake_output(visual: list[torch.Tensor], text: torch.Tensor, anchors: list[torch.Tensor]) -> GLIPOutput:
