@@ -3,10 +3,10 @@
 A step takes ``grad_accumulation`` micro-batches, sums the weighted GLIPLoss terms (and GLIPv2's
 ``inter_image`` and ``mlm`` terms when their weights are on), clips the global gradient norm,
 steps AdamW and the warm-up/decay schedule, and updates the EMA. Training checkpoints are
-written atomically every ``checkpoint_every`` steps and at the end; a resumed run restores model, optimizer, schedule, EMA, grad scaler, RNG states and the data position, so that
-it continues as if it had never stopped (frozen parameters that building the model restores are
-not stored, see `glip.training.checkpointing`). The final model is exported in our safetensors
-format.
+written atomically every ``checkpoint_every`` steps and at the end; a resumed run restores model,
+optimizer, schedule, EMA, grad scaler, RNG states and the data position, so that it continues as
+if it had never stopped (frozen parameters that building the model restores are not stored, see
+`glip.training.checkpointing`). The final model is exported in our safetensors format.
 
 Example:
     >>> from glip.training.train_config import load_train_config
