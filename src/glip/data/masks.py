@@ -35,7 +35,7 @@ from pycocotools import mask as coco_mask
 
 from glip.data.validation import DataError
 
-MIN_POLYGON_COORDINATES = 6  # three points; pycocotools reads a list of 4 numbers as a box
+MIN_POLYGON_COORDINATES = 6  # three points: fewer have no area (and pycocotools reads 4 numbers as a box)
 
 
 def mask_to_rle(mask: np.ndarray) -> dict:
