@@ -120,6 +120,24 @@ class PretrainingConfig:
 
 
 @dataclass
+class MaskHeadConfig:
+    """GLIPv2's language-aware instance segmentation head (`glip.modeling.mask_head`): RoIAlign on the
+    fused visual features, a small conv head, and the dot product of each pixel feature with the box's
+    phrase feature. Off by default, and left out of ``to_dict`` while off, so that model files without
+    this section load (and are written) unchanged and a model without it builds nothing of it."""
+
+    enabled: bool = False
+    roi_size: int = 14  # RoIAlign output per box (Mask R-CNN's mask pooler resolution)
+    resolution: int = 28  # mask logits per box after the 2x transposed conv (Mask R-CNN: 28)
+    channels: int = 256  # width of the conv head (Mask R-CNN MASK_HEAD.CONV_LAYERS: 4 x 256)
+    num_convs: int = 4  # conv3x3 + ReLU layers before the upsampling
+    # The finest levels of the fused pyramid that RoIs are pooled from (3: P3..P5, strides 8..32,
+    # as Mask R-CNN's mask pooler stops at stride 32); a box picks its level by FPN's size rule.
+    num_levels: int = 3
+    sampling_ratio: int = 2  # RoIAlign sampling points per bin side (Mask R-CNN)
+
+
+@dataclass
 class GLIPConfig:
     """A whole GLIP detector."""
 
@@ -131,11 +149,14 @@ class GLIPConfig:
     postprocess: PostProcessConfig = field(default_factory=PostProcessConfig)
     input: InputConfig = field(default_factory=InputConfig)
     pretraining: PretrainingConfig = field(default_factory=PretrainingConfig)
+    mask_head: MaskHeadConfig = field(default_factory=MaskHeadConfig)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         if self.pretraining == PretrainingConfig():
             del data["pretraining"]  # off: written as before the section existed
+        if not self.mask_head.enabled:
+            del data["mask_head"]  # off: likewise
         return data
 
     @classmethod
@@ -148,6 +169,7 @@ class GLIPConfig:
             "postprocess": PostProcessConfig,
             "input": InputConfig,
             "pretraining": PretrainingConfig,
+            "mask_head": MaskHeadConfig,
         }
         unknown = set(data) - set(sections) - {"name"}
         if unknown:

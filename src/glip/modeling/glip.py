@@ -11,6 +11,7 @@ from glip.config import GLIPConfig
 from glip.modeling.anchors import level_anchors
 from glip.modeling.fpn import FPN
 from glip.modeling.head import HeadOutput, VLHead
+from glip.modeling.mask_head import LanguageAwareMaskHead
 from glip.modeling.pretraining_heads import PretrainingHeads
 from glip.modeling.swin import SwinBackbone
 from glip.modeling.text_encoder import TextEncoder, TextFeatures
@@ -54,6 +55,11 @@ class GLIP(nn.Module):
         if config.pretraining.enabled:
             self.pretraining_heads = PretrainingHeads(config.pretraining, config.head.channels, text.hidden_size,
                                                       text.vocab_size, text.layer_norm_eps)
+        # GLIPv2's language-aware mask head (forward never calls it: the mask loss and the predictor
+        # do, on HeadOutput.visual/text): built only when enabled, like the pre-training heads.
+        self.mask_head: LanguageAwareMaskHead | None = None
+        if config.mask_head.enabled:
+            self.mask_head = LanguageAwareMaskHead(config.mask_head, config.head.channels, text.hidden_size)
 
     def enable_prompt_embedding(self, rows: int = 1000) -> nn.Parameter:
         if self.prompt_embedding is None:
