@@ -124,6 +124,11 @@ class LossSection:
     mlm_probability: float = 0.15  # of masking each eligible token (BERT, official)
     # Mask only tokens of phrases that have a box (official MLM_LOSS_FOR_ONLY_POSITIVES, default True).
     mlm_only_positive_spans: bool = True
+    # GLIPv2's language-aware instance segmentation (`glip.training.mask_loss`), off at 0; needs the
+    # model's mask head (model.overrides: {mask_head: {enabled: true}}) and data with instance masks.
+    # The official Mask R-CNN weight is 1.0.
+    mask: float = 0.0
+    mask_box_jitter: float = 0.0  # RoI coordinates move by up to this fraction of the box size (0 = GT boxes)
 
 
 @dataclass
@@ -173,7 +178,7 @@ class TrainConfig:
     def loss_weights(self) -> dict[str, float]:
         """The weight of each term the training loss sums; the pre-training terms only when on."""
         weights = {"token": self.loss.token, "box": self.loss.box, "centerness": self.loss.centerness}
-        for name in ("inter_image", "mlm"):
+        for name in ("inter_image", "mlm", "mask"):
             if getattr(self.loss, name) > 0:
                 weights[name] = getattr(self.loss, name)
         return weights
@@ -278,6 +283,8 @@ def validate(config: TrainConfig) -> None:
     need(len(config.input.min_sizes) > 0, "input.min_sizes needs at least one size")
     loss = config.loss
     need(loss.inter_image >= 0 and loss.mlm >= 0, "loss.inter_image and loss.mlm are weights: 0 (off) or positive")
+    need(loss.mask >= 0, "loss.mask is a weight: 0 (off) or positive")
+    need(0.0 <= loss.mask_box_jitter < 0.5, f"loss.mask_box_jitter must be in [0, 0.5), got {loss.mask_box_jitter}")
     need(loss.inter_image_max_positives >= 1, "loss.inter_image_max_positives must be >= 1")
     need(0.0 < loss.mlm_probability < 1.0, f"loss.mlm_probability must be in (0, 1), got {loss.mlm_probability}")
 

@@ -1,7 +1,7 @@
 """The GLIP trainer: one loop for one CPU, one GPU or many processes under ``torchrun``.
 
 A step takes ``grad_accumulation`` micro-batches, sums the weighted GLIPLoss terms (and GLIPv2's
-``inter_image`` and ``mlm`` terms when their weights are on), clips the global gradient norm,
+``inter_image``, ``mlm`` and ``mask`` terms when their weights are on), clips the global gradient norm,
 steps AdamW and the warm-up/decay schedule, and updates the EMA. Training checkpoints are
 written atomically every ``checkpoint_every`` steps and at the end; a resumed run restores model,
 optimizer, schedule, EMA, grad scaler, RNG states and the data position, so that it continues as
@@ -44,6 +44,7 @@ from glip.training import checkpointing
 from glip.training.ema import ModelEMA
 from glip.training.inter_image_loss import InterImageLoss
 from glip.training.loss import GLIPLoss, LossConfig
+from glip.training.mask_loss import MaskLoss
 from glip.training.metrics_log import MetricsLog
 from glip.training.mlm import mask_tokens, mlm_loss, positive_token_mask
 from glip.training.optim import build_optimizer, build_scheduler, freeze_parameters
@@ -138,8 +139,10 @@ class Trainer:
         self.loss_fn = GLIPLoss(LossConfig(config.loss.focal_alpha, config.loss.focal_gamma, config.loss.atss_top_k))
         self.loss_weights = config.loss_weights()
         self.terms = tuple(self.loss_weights)  # the named terms, in the order they are logged
-        self.inter_image_loss = self.mlm_vocabulary = None
+        self.inter_image_loss = self.mlm_vocabulary = self.mask_loss = None
         self._check_pretraining_heads()
+        if "mask" in self.terms:
+            self.mask_loss = MaskLoss(config.loss.mask_box_jitter)
         if "inter_image" in self.terms:
             self.inter_image_loss = InterImageLoss(config.loss.inter_image_max_positives, config.loss.atss_top_k)
         if "mlm" in self.terms:
@@ -172,6 +175,10 @@ class Trainer:
                 raise ValueError(f"loss.{term} = {self.loss_weights[term]:g} needs the model's {term} pre-training "
                                  f"head: add model.overrides: {{pretraining: {{{term}: true}}}} (to start from "
                                  "weights saved without it, load them with model.init_from, not model.weights)")
+        if "mask" in self.terms and self.model.mask_head is None:
+            raise ValueError(f"loss.mask = {self.loss_weights['mask']:g} needs the model's mask head: add "
+                             "model.overrides: {mask_head: {enabled: true}} (to start from weights saved without it, "
+                             "load them with model.init_from, not model.weights)")
 
     def step_generator(self, micro_batch: int) -> torch.Generator:
         """The random stream of one micro-batch's pre-training terms (MLM masking, L_inter's draw
@@ -302,6 +309,9 @@ class Trainer:
                                                          heads.inter_image, generator)
         if mlm_labels is not None:
             terms["mlm"] = mlm_loss(heads.mlm(output.head.text), mlm_labels)
+        if self.mask_loss is not None:
+            terms["mask"] = self.mask_loss(output, batch.targets, tuple(batch.images.shape[-2:]), self.model.mask_head,
+                                           generator)
         return terms
 
     def train_step(self, micro_batches: list[TrainingBatch]) -> tuple[dict[str, float], bool]:
