@@ -134,3 +134,12 @@ def test_model_builds_the_head_only_when_enabled():
     model = GLIP(config)
     assert isinstance(model.mask_head, LanguageAwareMaskHead)
     assert model.mask_head.projection.out_channels == config.text.hidden_size
+
+
+def test_autocast_features_give_logits():
+    head = _head()
+    visual = [level.bfloat16() for level in _visual(batch=1)]
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # roi_align runs in float32 under autocast
+        logits = head(visual, [torch.tensor([[1.0, 2.0, 60.0, 70.0], [0.0, 0.0, 128.0, 128.0]])],
+                      [torch.randn(2, D)], (128, 128))
+    assert logits.shape == (2, 28, 28) and torch.isfinite(logits.float()).all()

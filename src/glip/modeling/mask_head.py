@@ -90,7 +90,8 @@ class LanguageAwareMaskHead(nn.Module):
             chosen = (target == log_stride).nonzero().squeeze(1)
             if chosen.numel():
                 pooled[chosen] = roi_align(level, rois[chosen], size, spatial_scale=2.0 ** -log_stride,
-                                           sampling_ratio=self.config.sampling_ratio, aligned=True)
+                                           sampling_ratio=self.config.sampling_ratio,
+                                           aligned=True).to(pooled.dtype)  # autocast runs roi_align in float32
         return pooled
 
     def pixel_features(self, pooled: torch.Tensor) -> torch.Tensor:
