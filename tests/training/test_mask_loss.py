@@ -51,6 +51,8 @@ def test_targets_are_the_mask_inside_each_box() -> None:
     assert targets.shape == (2, 8, 8) and targets.dtype == torch.bool
     assert targets[0].all()
     assert targets[1, :, :4].all() and not targets[1, :, 4:].any()
+    torch.testing.assert_close(mask_targets(masks, boxes, resolution=8, chunk=1), targets)
+    assert mask_targets(masks[:0], boxes[:0], resolution=8).shape == (0, 8, 8)
 
 
 def test_rois_come_from_images_with_masks_and_boxes_with_tokens() -> None:

@@ -55,15 +55,20 @@ def jitter_boxes(boxes: torch.Tensor, fraction: float, height: int, width: int,
     return torch.stack([x0, y0, x1, y1], dim=1)
 
 
-def mask_targets(masks: torch.Tensor, boxes: torch.Tensor, resolution: int) -> torch.Tensor:
+def mask_targets(masks: torch.Tensor, boxes: torch.Tensor, resolution: int, chunk: int = 16) -> torch.Tensor:
     """Instance masks [N, H, W] (0/1) and their boxes [N, 4] -> [N, R, R] bool: the mask inside
-    each box's grid (RoIAlign, aligned=True, each box on its own mask), > 0.5."""
-    if boxes.shape[0] == 0:
+    each box's grid (RoIAlign, aligned=True, each box on its own mask), > 0.5. ``chunk`` masks at a
+    time are made float, so that many instances of a large image do not need N x H x W floats."""
+    out = []
+    for start in range(0, boxes.shape[0], chunk):
+        part = boxes[start:start + chunk]
+        index = torch.arange(part.shape[0], device=boxes.device, dtype=boxes.dtype)[:, None]
+        sampled = roi_align(masks[start:start + chunk, None].to(boxes.dtype), torch.cat([index, part], dim=1),
+                            resolution, spatial_scale=1.0, sampling_ratio=2, aligned=True)  # [n, 1, R, R]
+        out.append(sampled[:, 0] > 0.5)
+    if not out:
         return torch.zeros(0, resolution, resolution, dtype=torch.bool, device=boxes.device)
-    rois = torch.cat([torch.arange(boxes.shape[0], device=boxes.device, dtype=boxes.dtype)[:, None], boxes], dim=1)
-    sampled = roi_align(masks[:, None].to(boxes.dtype), rois, resolution, spatial_scale=1.0, sampling_ratio=2,
-                        aligned=True)  # [N, 1, R, R]
-    return sampled[:, 0] > 0.5
+    return torch.cat(out)
 
 
 @torch.no_grad()
