@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from torchvision.ops import roi_align
 
 from glip.config import GLIPConfig, MaskHeadConfig, glip_tiny
 from glip.modeling.glip import GLIP
@@ -55,7 +56,6 @@ def test_box_level_follows_fpn_rule():
     head = _head(num_levels=3)
     visual = _visual(batch=1, size=512)
     small, large = torch.tensor([[0.0, 0.0, 64.0, 64.0]]), torch.tensor([[0.0, 0.0, 448.0, 448.0]])
-    from torchvision.ops import roi_align
     # 64 px -> P3 (stride 8); 448 px -> level 5 (stride 32)
     for box, level, stride in ((small, 0, 8), (large, 2, 32)):
         expected = roi_align(visual[level], [box], 14, spatial_scale=1 / stride, sampling_ratio=2, aligned=True)

@@ -7,13 +7,14 @@ text width D, then for every pixel the cosine of its feature with the box's phra
 mean of the fused token features over the phrase's tokens), times a learnable scale, plus a
 learnable bias.
 
-What is official and what is ours: the official v1 code (`VLMaskRCNNC4Predictor`) takes the dot
-product of every pixel feature with the normalised token features and trains BCE on the mean over
-the matched phrase's positive tokens. Ours averages the token features first (one phrase feature
-per box, so inference needs one dot product per box), L2-normalises both sides, and uses a scalar
-scale (initialised to 10, stored as a log) and bias (0) instead of the official projection of the
-text into the mask width; RoIs are pooled from the fused FPN levels P3..P5 by FPN's size rule
-rather than the C4 map.
+What is official and what is ours: the official v1 code (`VLMaskRCNNC4Predictor`, GLIPv2 itself
+was never released) takes the dot product of every pixel feature with the normalised token
+features and trains BCE on the mean over the matched phrase's positive tokens. Ours averages the
+token features first (one phrase feature per box, so inference needs one dot product per box),
+L2-normalises the pixel features too (a cosine), and scales the cosine by a learnable scalar
+(initialised to 10, stored as a log) plus a learnable bias (0). The conv head is Mask R-CNN's (4
+conv3x3 + ReLU, a 2x transposed conv), followed by our 1x1 projection to the text width; RoIs are
+pooled from the fused pyramid's finest levels (P3..P5) by FPN's size rule.
 
 Example:
     >>> from glip.config import MaskHeadConfig
