@@ -5,6 +5,10 @@ Example:
     >>> predictor = GLIPPredictor.from_pretrained("glip_tiny_model_o365_goldg.pth", device="cpu")
     >>> results = predictor.detect(["street.jpg"], classes=["person", "bicycle", "car"], threshold=0.5)
     >>> results[0].detections[0].bbox_xyxy, results[0].detections[0].phrase
+
+Instance masks (a model with a mask head): ``predictor.detect(..., masks=True)`` gives each
+detection a ``segmentation``, a COCO RLE of the original image's size (``glip.data.rle_to_mask``
+decodes it).
 """
 
 from __future__ import annotations
@@ -23,10 +27,11 @@ from tqdm.auto import tqdm
 from glip.adapters import Adapter, AdapterError, AdapterSwitch, load_adapter
 from glip.checkpoint import load_glip, load_official
 from glip.distributed import resolve_device
-from glip.engine import DetectionCancelled, DetectionEngine
+from glip.engine import NO_MASK_HEAD, DetectionCancelled, DetectionEngine, MaskedDetections
 from glip.hub import OFFICIAL_WEIGHTS, resolve_weights
 from glip.images import ImageSource, prepare_images
 from glip.modeling.glip import GLIP
+from glip.modeling.mask_head import paste_masks
 from glip.modeling.postprocess import Detections, one_name_per_object
 from glip.prompts import PromptChunk, build_caption_prompt, chunk_caption_prompt, chunk_class_names, tokenize_prompt
 from glip.tokenizer import load_tokenizer
@@ -42,6 +47,13 @@ class Detection:
     score: float
     phrase: str
     phrase_index: int  # 0-based index into the prompt's phrases (the class list, for detection)
+    # With masks=True: the instance mask as COCO RLE {"size": [height, width], "counts": str} of the
+    # original image, and its number of pixels; left out of `ImageDetections.to_dict` otherwise.
+    segmentation: dict | None = None
+    mask_area: int | None = None
+
+
+_MASK_FIELDS = ("segmentation", "mask_area")
 
 
 @dataclass
@@ -56,7 +68,11 @@ class ImageDetections:
     detections: list[Detection] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """JSON-ready; a detection's mask fields only when it has a mask."""
+        data = asdict(self)
+        data["detections"] = [{key: value for key, value in detection.items()
+                               if key not in _MASK_FIELDS or value is not None} for detection in data["detections"]]
+        return data
 
 
 class GLIPPredictor:
@@ -154,7 +170,7 @@ class GLIPPredictor:
                caption: str | None = None, phrases: Sequence[str | tuple[int, int]] | None = None,
                threshold: float = 0.5, max_detections: int | None = None, batch_size: int = 1,
                progress: bool = False, adapter: str | None = None, all_names: bool = False,
-               cancelled: Callable[[], bool] | None = None) -> list[ImageDetections]:
+               cancelled: Callable[[], bool] | None = None, masks: bool = False) -> list[ImageDetections]:
         """Detect the prompt's phrases in each image.
 
         Args:
@@ -176,6 +192,9 @@ class GLIPPredictor:
                 Captions always keep every phrase's boxes: two phrases may name one object.
             cancelled: polled between batches and prompt chunks; when it returns True the call
                 raises `glip.engine.DetectionCancelled` (a server drops an abandoned request so).
+            masks: also each detection's instance mask (``segmentation``: COCO RLE of the image's
+                size; ``mask_area``: its pixels), from the model's mask head on the same forward
+                pass; a model without a mask head raises ValueError.
         """
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be within [0, 1], got {threshold}")
@@ -184,6 +203,8 @@ class GLIPPredictor:
         if max_detections is not None and (isinstance(max_detections, bool) or not isinstance(max_detections, int)
                                            or max_detections < 1):
             raise ValueError(f"max_detections must be a whole number of at least 1, got {max_detections!r}")
+        if masks and self.model.mask_head is None:
+            raise ValueError(NO_MASK_HEAD)
         single = not isinstance(images, (list, tuple))
         sources = [images] if single else list(images)
         if not sources:
@@ -202,17 +223,52 @@ class GLIPPredictor:
             with self.adapter_applied(adapter):
                 # merging names frees places under the cap: cap after it, at most as wide as asked
                 engine_cap = None if merge_names and max_detections is not None else max_detections
-                per_image = self.engine.detect(batch, chunks, engine_cap, cancelled=cancelled)
-            for source, (h0, w0), detections in zip(batch_sources, batch.original_sizes, per_image):
-                kept = detections.select(detections.scores >= threshold)
+                if masks:
+                    per_image = self.engine.detect_with_masks(batch, chunks, engine_cap, min_score=threshold,
+                                                              cancelled=cancelled)
+                else:
+                    per_image = self.engine.detect(batch, chunks, engine_cap, cancelled=cancelled)
+            for source, (h0, w0), found in zip(batch_sources, batch.original_sizes, per_image):
+                detections = found.detections if masks else found
+                kept = (detections.scores >= threshold).nonzero().flatten()  # rows of `detections`
                 if merge_names:
-                    kept = one_name_per_object(kept)
-                    kept = kept.select(torch.arange(min(len(kept), max_detections or len(kept))))
-                results.append(ImageDetections(
+                    merged = one_name_per_object(detections.select(kept))
+                    merged = merged.select(torch.arange(min(len(merged), max_detections or len(merged))))
+                    kept = kept[_rows_of(merged, detections.select(kept))]
+                result = ImageDetections(
                     image=os.fspath(source) if isinstance(source, (str, os.PathLike)) else None,
                     width=w0, height=h0, caption=caption_text, phrases=all_phrases,
-                    detections=_to_detections(kept, all_phrases)))
+                    detections=_to_detections(detections.select(kept), all_phrases))
+                if masks:
+                    _add_masks(result, found.select(kept))
+                results.append(result)
         return results
+
+
+def _rows_of(subset: Detections, detections: Detections) -> torch.Tensor:
+    """Where each row of ``subset`` (rows of ``detections``, reordered or dropped) is in ``detections``.
+
+    A row is found by its label, score and box, which it keeps exactly: rows equal in all three
+    are interchangeable (after the class-aware NMS there are none, unless its threshold is 1)."""
+    if not len(subset):
+        return torch.zeros(0, dtype=torch.long, device=subset.scores.device)
+    same_box = (subset.boxes[:, None, :] == detections.boxes[None, :, :]).all(dim=2)  # [n, N]
+    same = (same_box & (subset.labels[:, None] == detections.labels[None, :])
+            & (subset.scores[:, None] == detections.scores[None, :]))  # [n, N]
+    return same.to(torch.uint8).argmax(dim=1)
+
+
+def _add_masks(result: ImageDetections, found: MaskedDetections) -> None:
+    """Paste each detection's mask into the original image and store it as COCO RLE, one detection
+    at a time (memory: one image-sized mask, whatever the number of detections)."""
+    from glip.data.masks import mask_to_rle
+
+    boxes = found.detections.boxes
+    for index, detection in enumerate(result.detections):
+        mask = paste_masks(found.mask_logits[index:index + 1], boxes[index:index + 1], result.height, result.width)
+        mask = mask[0].cpu().numpy()  # [height, width] bool
+        detection.segmentation = mask_to_rle(mask)
+        detection.mask_area = int(mask.sum())
 
 
 def _to_detections(detections: Detections, phrases: list[str]) -> list[Detection]:
