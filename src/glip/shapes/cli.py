@@ -3,6 +3,7 @@ texture skip (the step between stages 4 and 5 of glip-nano).
 
     glip shapes generate --out data/shapes --split det-train --num-images 10000 --seed 0 --workers 2
     glip shapes generate --out data/shapes --split web --num-images 10000 --seed 0 --workers 2 --shard-size 1000
+    glip shapes generate --out data/shapes --split vqa --num-images 10000 --seed 0 --workers 2
     glip shapes pseudo-quality --labels runs/web-labels --truth data/shapes/web/truth/truth.jsonl
     glip shapes report --data data/shapes --model glip-nano=src/glip/weights/glip-nano.safetensors
     glip shapes texture-pretrain --weights runs/glip-nano-stage4/model.safetensors \
@@ -39,8 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     generate = sub.add_parser("generate", help="draw one split: images, COCO JSON, grounding JSON Lines")
     generate.add_argument("--out", required=True, help="dataset root; the split is written to OUT/SPLIT")
-    generate.add_argument("--split", required=True, choices=[*SPLITS, "web"],
-                          help="which split (web: image-caption pairs without boxes, truth kept apart)")
+    generate.add_argument("--split", required=True, choices=[*SPLITS, "web", "vqa", "captions"],
+                          help="which split (web: image-caption pairs without boxes, truth kept apart; "
+                               "vqa: questions and answers; captions: reference captions)")
     generate.add_argument("--num-images", type=int, required=True, help="number of images")
     generate.add_argument("--seed", type=int, required=True, help="dataset seed")
     generate.add_argument("--size", type=int, default=320, help="image side in pixels (default 320)")

@@ -211,12 +211,13 @@ def generate_split(out_dir: str | os.PathLike, split: str, num_images: int, seed
                    image_format: str | None = None, shard_size: int | None = None) -> Path:
     """Render ``num_images`` images of ``split`` and write their annotations under ``out_dir/split``.
 
-    ``split="web"`` writes image-caption pairs without boxes instead (`glip.shapes.web`).
+    ``split="web"`` writes image-caption pairs without boxes instead (`glip.shapes.web`);
+    ``"vqa"`` and ``"captions"`` write questions or reference captions (`glip.shapes.understanding`).
 
     Args:
         out_dir: dataset root; the split goes to ``out_dir/split``.
         split: one of ``SPLITS`` (det-train, ground-train, det-test, zeroshot-grounded,
-            zeroshot-novel, synonyms, attributes), or ``"web"``.
+            zeroshot-novel, synonyms, attributes), or ``"web"``, ``"vqa"``, ``"captions"``.
         num_images: images to draw (ids 1..num_images).
         seed: dataset seed; with the split name and image id it fixes each image.
         image_size: side of the square images in pixels (at least 64).
@@ -237,8 +238,16 @@ def generate_split(out_dir: str | os.PathLike, split: str, num_images: int, seed
         return generate_web_split(out_dir, num_images, seed, image_size=image_size, workers=workers,
                                   progress=progress, overwrite=overwrite, image_format=image_format or "jpg",
                                   shard_size=shard_size)
+    if split in ("vqa", "captions"):
+        from glip.shapes.understanding import generate_understanding_split  # builds on this module's helpers
+
+        if shard_size is not None:
+            raise ValueError(f"shard_size is for the web split only; {split} writes no pairs")
+        return generate_understanding_split(out_dir, split, num_images, seed, image_size=image_size,
+                                            workers=workers, progress=progress, overwrite=overwrite,
+                                            image_format=image_format or "png")
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}, web")
+        raise ValueError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}, web, vqa, captions")
     if shard_size is not None:
         raise ValueError(f"shard_size is for the web split only; {split} writes no pairs")
     image_format = image_format or "png"
