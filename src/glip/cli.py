@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--all-names", action="store_true",
                         help="keep every (box, name) pair above the threshold; by default each object is shown "
                              "once, under its best-scoring name")
+    detect.add_argument("--masks", action="store_true",
+                        help="instance masks too (a model trained with a mask head): each detection's segmentation "
+                             "as COCO RLE in the JSON, a translucent fill in the picture")
     detect.add_argument("--out", default="glip_out",
                         help="output folder (default glip_out): NAME.json and an annotated NAME.png per image, NAME "
                              "being the picture's stem; a result never replaces an input or a file that is not an "
@@ -105,13 +108,17 @@ def run_detect(args: argparse.Namespace) -> int:
     from glip.predictor import GLIPPredictor
 
     predictor = GLIPPredictor.from_pretrained(args.weights, device=args.device, config=args.config)
+    if args.masks and predictor.model.mask_head is None:
+        from glip.engine import NO_MASK_HEAD
+
+        raise ValueError(NO_MASK_HEAD.replace("leave masks off", "leave out --masks"))
     tasks = [predictor.add_adapter(adapter).name for adapter in adapters] or [None]
     out.mkdir(parents=True, exist_ok=True)
     for task, outputs in zip(tasks, plan):
         results = predictor.detect(args.images, classes=args.classes, caption=args.caption, phrases=args.phrase,
                                    threshold=args.threshold, max_detections=args.max_detections,
                                    batch_size=args.batch_size, progress=len(args.images) > 1, adapter=task,
-                                   all_names=args.all_names)
+                                   all_names=args.all_names, masks=args.masks)
         _write_detections(args, results, outputs, max_pixels)
     return 0
 
