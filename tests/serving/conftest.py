@@ -46,3 +46,36 @@ def make_client(predictor):
     yield make
     for client in clients:
         client.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def masked_predictor(tmp_path_factory):
+    """A random glip-tiny with a mask head (`masked_model.save_masked_glip`) at a 64 px input."""
+    from glip.checkpoint import load_glip
+    from glip.predictor import GLIPPredictor
+    from masked_model import save_masked_glip
+
+    model = load_glip(save_masked_glip(tmp_path_factory.mktemp("masked") / "glip-tiny-masks.safetensors"))
+    model.config.input = dataclasses.replace(model.config.input, min_size=64, max_size=64)  # fast on a CPU
+    return GLIPPredictor(model, device="cpu")
+
+
+@pytest.fixture()
+def make_masked_client(masked_predictor):
+    """``make_masked_client(**ServeConfig fields)`` -> a started TestClient of the model with a mask head."""
+    from fastapi.testclient import TestClient
+
+    from glip.serving.app import create_app
+    from glip.serving.config import ServeConfig
+
+    clients = []
+
+    def make(**fields):
+        client = TestClient(create_app(masked_predictor, ServeConfig(**fields)))
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)

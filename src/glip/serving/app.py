@@ -2,8 +2,10 @@
 
 Endpoints:
     ``POST /v1/detect``: one image (multipart file or base64 in JSON) and a prompt -> the
-        predictor's detection JSON (`ImageDetections.to_dict`), boxes in the upload's pixels.
-    ``GET /v1/models``: the base model, the loaded adapters and the server's limits.
+        predictor's detection JSON (`ImageDetections.to_dict`), boxes in the upload's pixels; with
+        ``masks=true`` each detection's instance mask as COCO RLE of the upload's size.
+    ``GET /v1/models``: the base model (and whether it has a mask head), the loaded adapters and
+        the server's limits.
     ``GET /healthz``: liveness plus request outcomes, queue and batching counters.
     ``GET /``: the web page (``static/``); ``/docs``: the OpenAPI documentation.
 
@@ -11,7 +13,7 @@ What one request may cost is bounded before the model runs: its body and pixels 
 its prompt (`limits`: classes, characters, caption tokens, prompt chunks). Images are decoded on a
 pool of ``max_decodes`` threads and shrunk at once to the model's input size, so memory does not
 grow with the number of clients. The model runs on one worker thread fed by a `Batcher`, which
-groups concurrent requests with the same prompt, adapter, threshold and ``all_names``. A request
+groups concurrent requests with the same prompt, adapter, threshold, ``all_names`` and ``masks``. A request
 that times out or whose client goes away is dropped from the queue, or stopped between prompt
 chunks if running; free memory goes back to the OS when the server falls idle (`memory`).
 
@@ -53,6 +55,7 @@ logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 _ERRORS = {status: {"model": ErrorResponse, "description": text} for status, text in {
+    400: "masks asked of a model without a mask head",
     404: "unknown adapter",
     413: "too much: body, pixels, classes, prompt characters, caption tokens or prompt chunks over a limit",
     415: "neither JSON nor a multipart form",
@@ -60,7 +63,7 @@ _ERRORS = {status: {"model": ErrorResponse, "description": text} for status, tex
     503: "queue full (see Retry-After)",
     504: "no answer in time (the request's work is dropped or stopped)"}.items()}
 _LIST_FIELDS = ("classes", "phrases")  # repeatable form fields
-_FORM_FIELDS = (*_LIST_FIELDS, "caption", "threshold", "adapter", "all_names")
+_FORM_FIELDS = (*_LIST_FIELDS, "caption", "threshold", "adapter", "all_names", "masks")
 DISCONNECT_POLL_S = 0.25  # how often a waiting request checks that its client is still there
 CLIENT_GONE = 499  # never reaches anyone: the outcome of a request whose client went away
 
@@ -113,7 +116,7 @@ def make_run_batch(predictor: GLIPPredictor):
                                    classes=list(key.classes) if key.classes else None, caption=key.caption,
                                    phrases=list(key.phrases) if key.phrases else None, threshold=key.threshold,
                                    batch_size=len(images), adapter=key.adapter, all_names=key.all_names,
-                                   cancelled=cancelled)
+                                   cancelled=cancelled, masks=key.masks)
         return [image.to_original(result.to_dict()) for image, result in zip(images, results)]
 
     return run_batch
@@ -195,7 +198,8 @@ class DetectionService:
         return {
             "model": {"name": model_config.name, "weights": weights, "device": str(self.predictor.device),
                       "input_min_size": model_config.input.min_size, "input_max_size": model_config.input.max_size,
-                      "max_text_tokens": self.predictor.max_length},
+                      "max_text_tokens": self.predictor.max_length,
+                      "mask_head": self.predictor.model.mask_head is not None},
             "adapters": [{"name": a.name, "mode": a.mode, "categories": a.category_names,
                           "num_parameters": a.num_parameters()} for a in self.predictor.adapters.values()],
             "limits": {**self.config.limits(), "max_caption_tokens": self.predictor.max_length},
@@ -215,6 +219,9 @@ class DetectionService:
         """Read, check and decode a request: everything before the model (raises on refusal)."""
         options, data, filename = await _read_request(request)
         key = detect_key(options)
+        if key.masks and self.predictor.model.mask_head is None:
+            raise UploadError("masks=true needs a model trained with a mask head, and this server's model has none "
+                              "(GET /v1/models: model.mask_head is false): leave out masks", status_code=400)
         if key.adapter is not None and key.adapter not in self.predictor.adapters:
             known = ", ".join(sorted(self.predictor.adapters)) or "none loaded"
             raise UploadError(f"unknown adapter '{key.adapter}' (adapters: {known}): see GET /v1/models",

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
 
+MASKS_DESCRIPTION = ("also each detection's instance mask (segmentation: COCO RLE of the uploaded image's size); "
+                     "needs a model with a mask head (GET /v1/models: model.mask_head), else 400")
+
 
 class DetectOptions(BaseModel):
     """The prompt and threshold of a detection request (`request_schema` documents which fields go
@@ -26,6 +29,7 @@ class DetectOptions(BaseModel):
     adapter: str | None = Field(None, description="name of a loaded adapter (tuned task); see GET /v1/models")
     all_names: bool = Field(False, description="keep every (box, name) pair above the threshold; by default "
                                                "each object is shown once, under its best-scoring name")
+    masks: bool = Field(False, description=MASKS_DESCRIPTION)
 
 
 class DetectJSONRequest(DetectOptions):
@@ -35,6 +39,12 @@ class DetectJSONRequest(DetectOptions):
     all_names: bool = Field(False, strict=True, description="true keeps every (box, name) pair above the threshold; "
                                                             "by default each object is shown once, under its "
                                                             "best-scoring name")
+    masks: bool = Field(False, strict=True, description=MASKS_DESCRIPTION)
+
+
+class RLEOut(BaseModel):
+    size: list[int] = Field(..., description="[height, width] of the uploaded image")
+    counts: str = Field(..., description="pycocotools' compressed run lengths (column-major, background first)")
 
 
 class DetectionOut(BaseModel):
@@ -42,6 +52,9 @@ class DetectionOut(BaseModel):
     score: float
     phrase: str
     phrase_index: int = Field(..., description="index into phrases")
+    segmentation: RLEOut | None = Field(None, description="with masks=true: the instance mask as COCO RLE "
+                                                          "(pycocotools.mask.decode reads it); absent otherwise")
+    mask_area: int | None = Field(None, description="with masks=true: the mask's pixels; absent otherwise")
 
 
 class DetectResponse(BaseModel):
@@ -74,6 +87,7 @@ def request_schema(max_classes: int, max_prompt_chars: int, multipart: bool) -> 
                                           f"{max_classes} names and {max_prompt_chars} characters"}
         phrases = {**text, "description": "a phrase of the caption to ground (repeat the field)"}
         all_names = {"type": "boolean", "default": False, "description": "'true' keeps every (box, name) pair"}
+        masks = {"type": "boolean", "default": False}
     else:
         image = {"type": "string", "description": "the image file's bytes, base64-encoded (or a data: URL)"}
         classes = {"anyOf": [names, text], "description": f"class names, a list or one comma-separated string; "
@@ -81,6 +95,8 @@ def request_schema(max_classes: int, max_prompt_chars: int, multipart: bool) -> 
                                                           "characters"}
         phrases = {"type": "array", "items": {"type": "string"}, "description": "phrases of the caption to ground"}
         all_names = {"type": "boolean", "default": False}
+        masks = {"type": "boolean", "default": False}
+    masks["description"] = MASKS_DESCRIPTION
     all_names["description"] = ("keep every (box, name) pair above the threshold; by default each object is "
                                 "shown once, under its best-scoring name")
     one_of = [
@@ -103,6 +119,7 @@ def request_schema(max_classes: int, max_prompt_chars: int, multipart: bool) -> 
                           "description": "minimum score of a returned detection"},
             "adapter": {"type": "string", "description": "name of a loaded adapter (GET /v1/models)"},
             "all_names": all_names,
+            "masks": masks,
         },
         "oneOf": one_of,
         "dependentRequired": {"phrases": ["caption"]},
@@ -119,6 +136,7 @@ class DetectKey:
     threshold: float
     adapter: str | None
     all_names: bool = False
+    masks: bool = False
 
 
 class PromptError(ValueError):
@@ -149,4 +167,4 @@ def detect_key(options: DetectOptions) -> DetectKey:
         raise PromptError(f"adapter '{options.adapter}' detects its own categories; leave out the caption "
                           "(or the adapter)")
     return DetectKey(classes, caption, phrases, float(options.threshold), options.adapter or None,
-                     options.all_names)
+                     options.all_names, options.masks)
