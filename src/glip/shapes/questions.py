@@ -25,8 +25,9 @@ Example:
     >>> from glip.shapes.scene import ObjectSpec, SceneObject
     >>> star = SceneObject(ObjectSpec("star", "red", "small", "solid"), (10, 10, 30, 30), 300.0, 1.0, 0.0, 20.0)
     >>> ring = SceneObject(ObjectSpec("ring", "blue", "large", "dotted"), (60, 10, 110, 60), 1900.0, 1.0, 0.0, 50.0)
-    >>> [(q.question, q.answer) for q in scene_questions(np.random.default_rng(0), [star, ring])][:2]
-    [('how many blue objects are there?', '1'), ('what color is the ring?', 'blue')]
+    >>> questions = scene_questions(np.random.default_rng(0), [star, ring])
+    >>> [(q.question, q.answer) for q in questions if q.question_type in ("count", "relation")]
+    [('how many stars are there?', '1'), ('what is to the left of the ring?', 'star')]
 """
 
 from __future__ import annotations
