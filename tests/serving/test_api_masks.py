@@ -33,7 +33,11 @@ def _masks(result: dict) -> list[np.ndarray]:
 
 def test_models_say_whether_there_is_a_mask_head(make_client, make_masked_client):
     assert make_client().get("/v1/models").json()["model"]["mask_head"] is False
-    assert make_masked_client().get("/v1/models").json()["model"]["mask_head"] is True
+    client = make_masked_client()
+    assert client.get("/v1/models").json()["model"]["mask_head"] is True
+    page = client.get("/").text
+    assert 'id="masks-input"' in page and "/static/rle.js" in page
+    assert "rleDecode" in client.get("/static/rle.js").text and "masks" in client.get("/static/app.js").text
 
 
 def test_masks_come_back_as_the_predictors_rles(make_masked_client, masked_predictor):

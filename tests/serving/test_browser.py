@@ -1,6 +1,8 @@
 """End to end: the real server (uvicorn, embedded default model) driven by headless Chromium.
 
 Uploads the shapes scene, presses Detect, checks that boxes are drawn and listed, and saves a
+screenshot; with a model that has a mask head, checks that ticking "masks" draws each detection's
+mask (and that the box is unavailable for the default model, which has none). It saves the
 screenshot (to the test's temporary folder; with ``GLIP_UPDATE_SCREENSHOT=1`` to
 docs/serving-screenshot.png, the picture of the README). Skips only where Chromium or chromedriver
 is missing.
@@ -76,9 +78,49 @@ def test_page_detects_and_draws_boxes(browser, server_url, tmp_path):
     phrases = {row.find_elements(By.TAG_NAME, "td")[1].text for row in rows}
     assert phrases & {"star", "square", "hexagon", "cross"}, phrases
     assert (canvas.get_property("width"), canvas.get_property("height")) == (512, 512)  # the 320 px scene, enlarged
+    assert not browser.find_element(By.ID, "masks-input").is_enabled()  # glip-nano has no mask head
+    assert canvas.get_attribute("data-masks-drawn") == "0"
     # A small PNG for the docs: the page as seen, reduced to a palette.
     picture = Image.open(io.BytesIO(browser.get_screenshot_as_png())).convert("RGB")
     screenshot = DOCS_SCREENSHOT if os.environ.get("GLIP_UPDATE_SCREENSHOT") == "1" else tmp_path / "page.png"
     screenshot.parent.mkdir(exist_ok=True)
     picture.quantize(colors=64).save(screenshot, optimize=True)
     assert screenshot.stat().st_size > 0
+
+
+@pytest.fixture(scope="module")
+def masked_server_url(masked_predictor):
+    """uvicorn serving the random glip-tiny with a mask head (64 px input) of the serving conftest."""
+    from glip.serving.app import create_app
+
+    with uvicorn_server(create_app(masked_predictor)) as port:
+        yield f"http://127.0.0.1:{port}"
+
+
+def test_page_draws_masks(browser, masked_server_url):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(masked_server_url + "/")
+    WebDriverWait(browser, 10).until(lambda d: "glip-tiny" in d.find_element(By.ID, "model-info").text)
+    masks = browser.find_element(By.ID, "masks-input")
+    assert masks.is_enabled() and not masks.is_selected()
+    browser.find_element(By.ID, "image-input").send_keys(str(SCENE))
+    button = browser.find_element(By.ID, "detect-button")
+    WebDriverWait(browser, 10).until(lambda d: button.is_enabled())
+    canvas = browser.find_element(By.ID, "canvas")
+
+    def finished(driver) -> bool:
+        return button.is_enabled() and "Detecting" not in driver.find_element(By.ID, "status").text
+
+    button.click()
+    WebDriverWait(browser, 60).until(lambda d: finished(d) and int(canvas.get_attribute("data-boxes-drawn")) > 0)
+    boxes = int(canvas.get_attribute("data-boxes-drawn"))
+    assert canvas.get_attribute("data-masks-drawn") == "0"
+    without = browser.execute_script("return arguments[0].toDataURL();", canvas)
+    masks.click()  # runs the detection again, with masks
+    WebDriverWait(browser, 60).until(lambda d: finished(d) and int(canvas.get_attribute("data-masks-drawn")) > 0)
+    status = browser.find_element(By.ID, "status")
+    assert "error" not in status.get_attribute("class"), status.text
+    assert int(canvas.get_attribute("data-masks-drawn")) == int(canvas.get_attribute("data-boxes-drawn")) == boxes
+    assert browser.execute_script("return arguments[0].toDataURL();", canvas) != without

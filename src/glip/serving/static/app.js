@@ -1,19 +1,53 @@
 // The GLIP web page: pick or drop an image, name what to find, POST /v1/detect, draw the boxes.
-// Plain JavaScript, no dependencies (works offline). The canvas's data-boxes-drawn attribute holds
-// the number of boxes drawn by the last detection (used by the browser test).
+// Plain JavaScript, no dependencies (works offline). With "masks" (a model with a mask head), each
+// detection's COCO RLE mask (rle.js decodes it) is drawn as a translucent fill under the boxes. The
+// canvas's data-boxes-drawn and data-masks-drawn attributes hold the number of boxes and masks drawn
+// by the last detection (used by the browser test).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const state = { file: null, image: null, busy: false };
 const DISPLAY_SIZE = 512;
+const MASK_ALPHA = 115;  // of 255, as glip.visualize.MASK_OPACITY (0.45)
 
 // Same colours as glip.visualize.phrase_colour: golden-ratio hue steps, saturation 0.85, value 0.95.
-function phraseColour(index) {
+function phraseRgb(index) {
   const hue = (index * 0.618033988749895) % 1.0;
   const s = 0.85, v = 0.95, i = Math.floor(hue * 6), f = hue * 6 - i;
   const p = v * (1 - s), q = v * (1 - s * f), t = v * (1 - s * (1 - f));
   const [r, g, b] = [[v, t, p], [q, v, p], [p, v, t], [p, q, v], [t, p, v], [v, p, q]][i % 6];
-  return `rgb(${Math.round(r * 255)}, ${Math.round(g * 255)}, ${Math.round(b * 255)})`;
+  return [r, g, b].map((c) => Math.round(c * 255));
+}
+
+function phraseColour(index) {
+  return `rgb(${phraseRgb(index).join(", ")})`;
+}
+
+// The masks of `detections` (those with a segmentation), lowest score first, as one translucent
+// layer at the canvas's size (each canvas pixel samples the mask at its centre); returns how many.
+function drawMasks(ctx, detections, scale) {
+  const withMasks = detections.filter((d) => d.segmentation);
+  if (!withMasks.length) return 0;
+  const { width, height } = ctx.canvas;
+  const layer = new ImageData(width, height);
+  for (const d of withMasks) {
+    const mask = rleDecode(d.segmentation), [r, g, b] = phraseRgb(d.phrase_index);
+    for (let cx = 0; cx < width; cx++) {
+      const x = Math.min(mask.width - 1, Math.floor((cx + 0.5) / scale));
+      const column = x * mask.height;
+      for (let cy = 0; cy < height; cy++) {
+        if (!mask.data[column + Math.min(mask.height - 1, Math.floor((cy + 0.5) / scale))]) continue;
+        const at = (cy * width + cx) * 4;
+        layer.data[at] = r; layer.data[at + 1] = g; layer.data[at + 2] = b; layer.data[at + 3] = MASK_ALPHA;
+      }
+    }
+  }
+  const overlay = document.createElement("canvas");
+  overlay.width = width;
+  overlay.height = height;
+  overlay.getContext("2d").putImageData(layer, 0, 0);
+  ctx.drawImage(overlay, 0, 0);  // blended over the picture, unlike putImageData
+  return withMasks.length;
 }
 
 function setStatus(text, isError = false) {
@@ -39,6 +73,7 @@ function showImage(detections) {
   ctx.font = `${fontSize}px system-ui, sans-serif`;
   ctx.textBaseline = "top";
   const sorted = [...detections].sort((a, b) => a.score - b.score);  // best drawn last, on top
+  canvas.dataset.masksDrawn = String(drawMasks(ctx, sorted, scale));
   for (const d of sorted) {
     const [x1, y1, x2, y2] = d.bbox_xyxy.map((v) => v * scale), colour = phraseColour(d.phrase_index);
     ctx.strokeStyle = colour;
@@ -98,6 +133,7 @@ async function detect() {
   }
   form.append("threshold", $("threshold-input").value);
   form.append("all_names", $("all-names-input").checked ? "true" : "false");
+  if ($("masks-input").checked) form.append("masks", "true");
   if ($("adapter-select").value) form.append("adapter", $("adapter-select").value);
   state.busy = true;
   $("detect-button").disabled = true;
@@ -124,6 +160,10 @@ async function loadModels() {
   try {
     const info = await (await fetch("/v1/models")).json();
     $("model-info").textContent = `${info.model.name} on ${info.model.device}`;
+    if (!info.model.mask_head) {
+      $("masks-input").disabled = true;
+      $("masks-label").title = "this server's model has no mask head";
+    }
     for (const adapter of info.adapters) {
       const option = new Option(`${adapter.name} (${adapter.categories.join(", ")})`, adapter.name);
       $("adapter-select").add(option);
@@ -155,5 +195,6 @@ $("threshold-input").addEventListener("input", (e) => {
 });
 $("threshold-input").addEventListener("change", () => { if (state.image) detect(); });
 $("all-names-input").addEventListener("change", () => { if (state.image) detect(); });
+$("masks-input").addEventListener("change", () => { if (state.image) detect(); });
 $("detect-button").addEventListener("click", detect);
 loadModels();
