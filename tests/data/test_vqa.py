@@ -91,6 +91,9 @@ def test_vqa2_question_faults(tmp_path):
     questions, annotations = vqa_files(tmp_path, {"question_id": 1})
     with pytest.raises(DataError, match=r"q.json#question 0: question 420 has no annotation"):
         read_vqa(questions, annotations)
+    with pytest.raises(DataError, match=r"q.json: 1 record with a question without annotation .*; "
+                                        r"1 record with an annotation without question \('.*a.json#question 1: "):
+        read_vqa(questions, annotations, on_error="raise_all")
     questions, _ = vqa_files(tmp_path, question_changes={"question": ""})
     with pytest.raises(DataError, match=r"q.json#question 0: 'question' '' is not a non-empty string"):
         read_vqa(questions)

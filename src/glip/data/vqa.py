@@ -157,6 +157,11 @@ def read_vqa_json(questions_path: str | Path, annotations_path: str | Path | Non
             continue
         seen.add(question.question_id)
         questions.append(question)
+    known = {record.get("question_id") for record in data["questions"] if isinstance(record, dict)}
+    for question_id in (annotations or {}).keys() - known:
+        errors.reject(f"{annotations_path}#question {question_id!r}",
+                      DataError("annotation of a question the questions file lacks", "annotation without question",
+                                "give the questions file of the same split"))
     errors.summarize(len(data["questions"]), len(questions))
     return questions
 

@@ -14,7 +14,7 @@ Layout of ``OUT/SPLIT/``:
 - ``info.json``: split, seed, image size, number of images and the split's vocabulary.
 
 The ``web`` split (pairs without boxes, for self-training) has a layout of its own: see
-``glip.shapes.web``.
+``glip.shapes.web``; so do the ``vqa`` and ``captions`` splits: see ``glip.shapes.understanding``.
 
 Image ``k`` depends only on ``(seed, split, k)``, so any subset regenerates identically, with any
 number of workers.
