@@ -60,7 +60,8 @@ def test_records_and_errors(tmp_path):
 
     records = [CaptionRecord(1, tmp_path / "a.png", ("a red star",)), CaptionRecord(2, tmp_path / "b.png", ("a ring",))]
     assert evaluate_captions(records, {1: "a red star", 2: "a ring"}).to_dict()["images"] == 2
-    with pytest.raises(EvaluationError, match=r"image without predicted caption \(2\).*prediction of an unknown image \(7\)"):
+    with pytest.raises(EvaluationError,
+                       match=r"image without predicted caption \(2\).*prediction of an unknown image \(7\)"):
         evaluate_captions(records, {1: "a red star", 7: "x"})
     path = tmp_path / "results.json"
     path.write_text(json.dumps([{"image_id": 1, "caption": "a star"}, {"image_id": 1, "caption": "a ring"}]))

@@ -160,8 +160,9 @@ def test_same_seed_same_bytes_any_workers_other_seed_other_data(root, tmp_path):
     for split, count in (("vqa", IMAGES), ("captions", 20)):
         again = generate_split(tmp_path / "again", split, count, seed=3, image_size=128, workers=2)
         other = generate_split(tmp_path / "other", split, count, seed=4, image_size=128)
-        names = ["scenes.jsonl", "images/000001.png"] + (
-            ["questions.json", "annotations.json", "vqa.jsonl"] if split == "vqa" else ["captions.json", "captions.jsonl"])
+        files = ["questions.json", "annotations.json", "vqa.jsonl"] if split == "vqa" else \
+            ["captions.json", "captions.jsonl"]
+        names = ["scenes.jsonl", "images/000001.png", *files]
         for name in names:
             assert (again / name).read_bytes() == (root / split / name).read_bytes(), name
             assert (other / name).read_bytes() != (root / split / name).read_bytes(), name
