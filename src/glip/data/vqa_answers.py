@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # The official evaluation's tables, verbatim (``vqaEval.py``: contractions, manualMap, articles, punct).
 CONTRACTIONS: dict[str, str] = {
@@ -121,6 +121,12 @@ class AnswerVocabulary:
 
     answers: tuple[str, ...]
     counts: tuple[int, ...]
+    _positions: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if len(self.answers) != len(self.counts) or len(set(self.answers)) != len(self.answers):
+            raise ValueError("an answer vocabulary needs distinct answers, one count each")
+        object.__setattr__(self, "_positions", {answer: i for i, answer in enumerate(self.answers)})
 
     @classmethod
     def build(cls, questions_answers: Iterable[Sequence[str]], min_count: int = 9) -> AnswerVocabulary:
@@ -153,14 +159,6 @@ class AnswerVocabulary:
     def index(self, answer: str) -> int | None:
         """The class index of ``answer`` (normalised first), or None when it is not in the vocabulary."""
         return self._positions.get(normalize_answer(answer))
-
-    @property
-    def _positions(self) -> dict[str, int]:
-        positions = self.__dict__.get("_position_cache")
-        if positions is None:
-            positions = {answer: i for i, answer in enumerate(self.answers)}
-            object.__setattr__(self, "_position_cache", positions)
-        return positions
 
     def soft_scores(self, answers: Sequence[str]) -> dict[str, float]:
         """The soft target of one question: `soft_scores` restricted to the vocabulary's answers."""
