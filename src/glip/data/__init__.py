@@ -12,48 +12,33 @@ Example:
     ...                     collate_fn=GroundingCollator())  # doctest: +SKIP
 """
 
-from glip.data.base import GroundingDatasetBase, open_training_image
-from glip.data.coco import CocoDetectionDataset
-from glip.data.collate import GroundingCollator, TrainingBatch
-from glip.data.grounding import GroundingJsonlDataset, MdetrCocoDataset
-from glip.data.masks import mask_to_rle, rle_to_mask
-from glip.data.mixing import MixedDataset
-from glip.data.packing import CaptionPacker, CaptionPacking
-from glip.data.pseudo import PseudoLabelledDataset
-from glip.data.sample import GroundingExample, GroundingSample
-from glip.data.transforms import (
-    Compose,
-    Normalize,
-    RandomHorizontalFlip,
-    RandomResize,
-    build_eval_transforms,
-    build_train_transforms,
-    swap_left_right,
-)
-from glip.data.validation import DataError
+from glip.lazy_exports import lazy_exports
 
-__all__ = [
-    "CaptionPacker",
-    "CaptionPacking",
-    "CocoDetectionDataset",
-    "Compose",
-    "DataError",
-    "GroundingCollator",
-    "GroundingDatasetBase",
-    "GroundingExample",
-    "GroundingJsonlDataset",
-    "GroundingSample",
-    "MdetrCocoDataset",
-    "MixedDataset",
-    "Normalize",
-    "PseudoLabelledDataset",
-    "RandomHorizontalFlip",
-    "RandomResize",
-    "TrainingBatch",
-    "build_eval_transforms",
-    "build_train_transforms",
-    "mask_to_rle",
-    "open_training_image",
-    "rle_to_mask",
-    "swap_left_right",
-]
+# Imported on first use: `glip.data.masks` (used by the shapes generator) must not load torch.
+_LAZY = {
+    "GroundingDatasetBase": "glip.data.base",
+    "open_training_image": "glip.data.base",
+    "CocoDetectionDataset": "glip.data.coco",
+    "GroundingCollator": "glip.data.collate",
+    "TrainingBatch": "glip.data.collate",
+    "GroundingJsonlDataset": "glip.data.grounding",
+    "MdetrCocoDataset": "glip.data.grounding",
+    "mask_to_rle": "glip.data.masks",
+    "rle_to_mask": "glip.data.masks",
+    "MixedDataset": "glip.data.mixing",
+    "CaptionPacker": "glip.data.packing",
+    "CaptionPacking": "glip.data.packing",
+    "PseudoLabelledDataset": "glip.data.pseudo",
+    "GroundingExample": "glip.data.sample",
+    "GroundingSample": "glip.data.sample",
+    "Compose": "glip.data.transforms",
+    "Normalize": "glip.data.transforms",
+    "RandomHorizontalFlip": "glip.data.transforms",
+    "RandomResize": "glip.data.transforms",
+    "build_eval_transforms": "glip.data.transforms",
+    "build_train_transforms": "glip.data.transforms",
+    "swap_left_right": "glip.data.transforms",
+    "DataError": "glip.data.validation",
+}
+__all__ = sorted(_LAZY)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
