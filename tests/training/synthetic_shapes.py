@@ -83,3 +83,18 @@ def tiny_config(annotations: Path, output_dir: Path, size: int = 64, **sections:
             else:
                 config[section][key] = value
     return config
+
+
+def assert_grounding_terms_unchanged(trainer, batch) -> None:
+    """The trainer's terms for ``batch`` are exactly GLIP's three, as `GLIPLoss` alone computes them
+    (an optional term with weight 0 changes nothing)."""
+    import torch
+
+    from glip.training.loss import GLIPLoss
+
+    terms = trainer.loss_terms(batch)
+    output = trainer.model(batch.images, batch.input_ids, batch.attention_mask)
+    before = GLIPLoss(trainer.loss_fn.config)(output, batch.targets, batch.attention_mask)
+    assert terms.keys() == before.keys()
+    for key in before:
+        assert torch.equal(terms[key], before[key]), key

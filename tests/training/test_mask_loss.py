@@ -10,12 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from synthetic_shapes import tiny_config
+from synthetic_shapes import assert_grounding_terms_unchanged, tiny_config
 from glip.checkpoint import load_glip, save_glip
 from glip.config import MaskHeadConfig, glip_tiny
 from glip.modeling.glip import GLIP
 from glip.shapes.generate import generate_split
-from glip.training.loss import GLIPLoss
 from glip.training.mask_loss import MaskLoss, collect_mask_rois, jitter_boxes, mask_targets
 from glip.training.train_config import TrainConfig, TrainConfigError
 from glip.training.trainer import Trainer
@@ -126,12 +125,7 @@ def test_weight_zero_leaves_the_loss_as_before(shapes_with_masks, tmp_path) -> N
     trainer = Trainer(config)
     assert trainer.terms == ("token", "box", "centerness") and trainer.mask_loss is None
     batch = _batch(trainer)
-    terms = trainer.loss_terms(batch)
-    output = trainer.model(batch.images, batch.input_ids, batch.attention_mask)
-    before = GLIPLoss(trainer.loss_fn.config)(output, batch.targets, batch.attention_mask)
-    assert terms.keys() == before.keys()
-    for key in before:
-        assert torch.equal(terms[key], before[key]), key
+    assert_grounding_terms_unchanged(trainer, batch)
 
 
 def test_model_files_with_and_without_the_head(tmp_path) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Union
 
 from glip.data.coco_json import is_id, read_json_file
-from glip.data.grounding import parse_json_line
+from glip.data.json_lines import read_unique_json_lines
 from glip.data.validation import DataError, RecordErrors
 
 Id = Union[int, str]
@@ -61,26 +61,8 @@ def read_caption_jsonl(path: str | Path, on_error: str = "raise") -> list[Captio
     path = Path(path)
     if not path.is_file():
         raise DataError(f"caption file {str(path)!r} does not exist", "missing file")
-    errors = RecordErrors(on_error, path)
-    records: list[CaptionRecord] = []
-    seen: set[Id] = set()
-    num_records = 0
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            num_records += 1
-            try:
-                record = _jsonl_record(parse_json_line(line), path.parent)
-                if record.image_id in seen:
-                    raise DataError(f"image_id {record.image_id!r} is not unique", "duplicate image id")
-            except DataError as error:
-                errors.reject(f"{path}:{line_number}", error)
-                continue
-            seen.add(record.image_id)
-            records.append(record)
-    errors.summarize(num_records, len(records))
-    return records
+    return read_unique_json_lines(path, lambda value, _line: _jsonl_record(value, path.parent),
+                                  key=lambda record: record.image_id, key_name="image_id", on_error=on_error)
 
 
 def _jsonl_record(record: object, folder: Path) -> CaptionRecord:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Union
 
 from glip.data.coco_json import is_id, read_json_file
-from glip.data.grounding import parse_json_line
+from glip.data.json_lines import read_unique_json_lines
 from glip.data.validation import DataError, RecordErrors
 from glip.data.vqa_answers import most_common_answer
 
@@ -89,30 +89,11 @@ def read_vqa(path: str | Path, annotations: str | Path | None = None, image_dir:
 def read_vqa_jsonl(path: str | Path, on_error: str = "raise") -> list[VqaQuestion]:
     """The questions of a VQA JSON Lines file (see the module docstring)."""
     path = Path(path)
-    errors = RecordErrors(on_error, path)
     if not path.is_file():
         raise DataError(f"VQA file {str(path)!r} does not exist", "missing file")
-    questions: list[VqaQuestion] = []
-    seen: set[Id] = set()
-    num_records = 0
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            num_records += 1
-            source = f"{path}:{line_number}"
-            try:
-                question = _jsonl_question(parse_json_line(line), path.parent, line_number)
-                if question.question_id in seen:
-                    raise DataError(f"question_id {question.question_id!r} is not unique", "duplicate question id")
-            except DataError as error:
-                errors.reject(source, error)
-                continue
-            seen.add(question.question_id)
-            questions.append(question)
-    errors.summarize(num_records, len(questions))
-    return questions
-
+    return read_unique_json_lines(path, lambda value, line: _jsonl_question(value, path.parent, line),
+                                  key=lambda question: question.question_id, key_name="question_id",
+                                  on_error=on_error)
 
 def _jsonl_question(record: object, folder: Path, line_number: int) -> VqaQuestion:
     if not isinstance(record, dict):
