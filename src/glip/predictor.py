@@ -31,7 +31,6 @@ from glip.engine import NO_MASK_HEAD, DetectionCancelled, DetectionEngine, Maske
 from glip.hub import OFFICIAL_WEIGHTS, resolve_weights
 from glip.images import ImageSource, prepare_images
 from glip.modeling.glip import GLIP
-from glip.modeling.mask_head import paste_masks
 from glip.modeling.postprocess import Detections, one_name_per_object
 from glip.prompts import PromptChunk, build_caption_prompt, chunk_caption_prompt, chunk_class_names, tokenize_prompt
 from glip.tokenizer import load_tokenizer
@@ -259,16 +258,9 @@ def _rows_of(subset: Detections, detections: Detections) -> torch.Tensor:
 
 
 def _add_masks(result: ImageDetections, found: MaskedDetections) -> None:
-    """Paste each detection's mask into the original image and store it as COCO RLE, one detection
-    at a time (memory: one image-sized mask, whatever the number of detections)."""
-    from glip.data.masks import mask_to_rle
-
-    boxes = found.detections.boxes
-    for index, detection in enumerate(result.detections):
-        mask = paste_masks(found.mask_logits[index:index + 1], boxes[index:index + 1], result.height, result.width)
-        mask = mask[0].cpu().numpy()  # [height, width] bool
-        detection.segmentation = mask_to_rle(mask)
-        detection.mask_area = int(mask.sum())
+    """Each detection's mask in the original image as COCO RLE (`MaskedDetections.encoded_masks`)."""
+    for detection, (rle, area) in zip(result.detections, found.encoded_masks(result.height, result.width)):
+        detection.segmentation, detection.mask_area = rle, area
 
 
 def _to_detections(detections: Detections, phrases: list[str]) -> list[Detection]:
