@@ -9,7 +9,7 @@ ANSWERS = ("yes", "no", "2", "red", "star")
 
 
 def save_vqa_glip(path: Path, answers: tuple[str, ...] = ANSWERS) -> Path:
-    """The seeded glip-tiny of the root conftest saved at ``path`` with a random answer head over
+    """A seeded random glip-tiny saved at ``path`` with a random answer head over
     ``answers`` beside it (``X.vqa.safetensors`` and ``X.vqa.json``); returns the model's path."""
     import torch
 
