@@ -29,9 +29,10 @@ TABLE_ANSWERS = 3  # answers shown per question in the printed table
 
 
 def build_parser(prog: str = "glip vqa") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description="Visual question answering: ask every question of "
-                                     "every image.", epilog='example: glip vqa scene.png --question "how many stars '
-                                     'are there?" --question "what colour is the square?" --weights runs/vqa/model.safetensors')
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Visual question answering: ask every question of every image.",
+        epilog='example: glip vqa scene.png --question "how many stars are there?" --question "what colour is the '
+               'square?" --weights runs/vqa/model.safetensors')
     parser.add_argument("images", nargs="+", help="image files")
     parser.add_argument("--question", action="append", required=True, metavar="TEXT",
                         help="a question in everyday English (repeatable)")

@@ -8,7 +8,8 @@ in the vocabulary). `VqaCollator` loads and preprocesses the images at the model
 
 Example:
     >>> dataset = VqaTrainingSet(questions, vocabulary)  # doctest: +SKIP
-    >>> loader = DataLoader(dataset, batch_size=8, collate_fn=VqaCollator(tokenizer, 64, input_config))  # doctest: +SKIP
+    >>> collator = VqaCollator(tokenizer, 64, input_config)  # doctest: +SKIP
+    >>> loader = DataLoader(dataset, batch_size=8, collate_fn=collator)  # doctest: +SKIP
 """
 
 from __future__ import annotations

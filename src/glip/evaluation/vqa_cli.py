@@ -25,7 +25,8 @@ from glip.cli_errors import run_command
 
 def build_parser(prog: str = "glip vqa-eval") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="VQA accuracy overall and per question type.")
-    parser.add_argument("--questions", required=True, help="VQA2.0 questions file or a .jsonl of {image, question, answers}")
+    parser.add_argument("--questions", required=True,
+                        help="VQA2.0 questions file or a .jsonl of {image, question, answers}")
     parser.add_argument("--annotations", help="VQA2.0 annotations file (JSON form)")
     parser.add_argument("--images", help="image folder (default: the questions file's folder)")
     parser.add_argument("--image-pattern", help="VQA2.0 files without an 'images' list: the file name of an image, "

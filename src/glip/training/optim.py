@@ -45,7 +45,8 @@ def freeze_parameters(model: nn.Module, prefixes: list[str]) -> int:
     return frozen
 
 
-def build_optimizer(model: nn.Module, config: OptimSection, language_prefix: str = LANGUAGE_PREFIX) -> torch.optim.AdamW:
+def build_optimizer(model: nn.Module, config: OptimSection,
+                    language_prefix: str = LANGUAGE_PREFIX) -> torch.optim.AdamW:
     """AdamW over the trainable parameters: the language backbone (names under ``language_prefix``)
     at ``language_lr``, parameters under a prefix of ``lr_multipliers`` at ``lr`` times its factor
     (group named ``lr:<prefix>``), everything else at ``lr``. Each group remembers its name in

@@ -126,7 +126,8 @@ class VqaTrainer:
     def coverage(self, questions: list[VqaQuestion]) -> float:
         """Fraction of questions whose most common answer is in the vocabulary."""
         answered = [q for q in questions if q.multiple_choice_answer is not None]
-        return sum(self.vocabulary.index(q.multiple_choice_answer) is not None for q in answered) / max(len(answered), 1)
+        covered = sum(self.vocabulary.index(q.multiple_choice_answer) is not None for q in answered)
+        return covered / max(len(answered), 1)
 
     # ------------------------------------------------------------ checkpoints
     def state(self) -> dict[str, Any]:
