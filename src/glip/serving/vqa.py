@@ -152,7 +152,7 @@ def vqa_request_schema(max_questions: int, max_chars: int, multipart: bool) -> d
     question = {"type": "string", "minLength": 1, "maxLength": max_chars}
     if multipart:
         image = {"type": "string", "format": "binary", "description": "an image file (PNG, JPEG, ...)"}
-        questions = {"name": "question", **question,
+        questions = {**question,
                      "description": f"a question (repeat the field, at most {max_questions})"}
         key = "question"
     else:
