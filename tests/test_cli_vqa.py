@@ -81,3 +81,15 @@ def test_vqa_eval_prints_accuracy_overall_and_per_question_type(vqa_checkpoint, 
     results = json.loads((tmp_path / "model" / "vqa_results.json").read_text())
     assert len(results) == 8 and all(r["answer"] in ANSWERS for r in results)
     assert "per question type" in capsys.readouterr().out
+
+
+def test_help_and_missing_files_answer_without_loading_torch(tmp_path):
+    import subprocess
+    import sys
+
+    check = ("import sys\nfrom glip.cli import main\ntry:\n    code = main(sys.argv[1:])\nexcept SystemExit as e:\n"
+             "    code = e.code\nprint('exit', code, 'torch' in sys.modules)\n")
+    for argv, code in ((["vqa", "--help"], 0), (["vqa-train", "--help"], 0), (["vqa-eval", "--help"], 0),
+                       (["vqa", "missing.png", "--question", "is it red?"], 2)):
+        result = subprocess.run([sys.executable, "-c", check, *argv], capture_output=True, text=True, cwd=tmp_path)
+        assert result.stdout.splitlines()[-1] == f"exit {code} False", result.stdout + result.stderr
