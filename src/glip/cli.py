@@ -199,6 +199,9 @@ DELEGATED = {
     "finetune": ("glip.transfer.cli", "tune to a task: prompt tuning, linear probe, full fine-tuning, few-shot"),
     "serve": ("glip.serving.cli", "HTTP API and web page"),
     "label": ("glip.labelling.cli", "box the noun phrases of image-text pairs with a teacher (self-training data)"),
+    "vqa": ("glip.vqa_cli", "answer questions about images (a model with a VQA head)"),
+    "vqa-train": ("glip.training.vqa_train_cli", "fine-tune a VQA answer head on VQA2.0 or JSON Lines questions"),
+    "vqa-eval": ("glip.evaluation.vqa_cli", "VQA accuracy overall and per question type"),
 }
 
 

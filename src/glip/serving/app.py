@@ -4,8 +4,10 @@ Endpoints:
     ``POST /v1/detect``: one image (multipart file or base64 in JSON) and a prompt -> the
         predictor's detection JSON (`ImageDetections.to_dict`), boxes in the upload's pixels; with
         ``masks=true`` each detection's instance mask as COCO RLE of the upload's size.
-    ``GET /v1/models``: the base model (and whether it has a mask head), the loaded adapters and
-        the server's limits.
+    ``POST /v1/vqa``: one image and questions about it -> each question's best answers (a model
+        with a VQA head; `glip.serving.vqa`).
+    ``GET /v1/models``: the base model (and whether it has a mask head or a VQA head), the loaded
+        adapters and the server's limits.
     ``GET /healthz``: liveness plus request outcomes, queue and batching counters.
     ``GET /``: the web page (``static/``); ``/docs``: the OpenAPI documentation.
 
@@ -49,13 +51,15 @@ from glip.serving.memory import IdleMemoryRelease
 from glip.serving.schemas import (DetectJSONRequest, DetectKey, DetectOptions, DetectResponse, ErrorResponse,
                                   PromptError, detect_key, request_schema)
 from glip.serving.uploads import BodySizeLimit, DecodedImage, UploadError, decode_base64, decode_upload
+from glip.serving.vqa import (VqaKey, VqaResponse, answer_batch, check_vqa_request, read_vqa_request, vqa_key,
+                              vqa_request_schema)
 
 logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 _ERRORS = {status: {"model": ErrorResponse, "description": text} for status, text in {
-    400: "masks asked of a model without a mask head",
+    400: "masks asked of a model without a mask head, or questions of a model without a VQA head",
     404: "unknown adapter",
     413: "too much: body, pixels, classes, prompt characters, caption tokens or prompt chunks over a limit",
     415: "neither JSON nor a multipart form",
@@ -111,7 +115,9 @@ def make_run_batch(predictor: GLIPPredictor):
     """The model call of the batcher: one ``predictor.detect`` for a group of images sharing a key,
     stopped between prompt chunks once ``cancelled()``; boxes go back to original-image pixels."""
 
-    def run_batch(key: DetectKey, images: list[DecodedImage], cancelled: Callable[[], bool]) -> list[dict]:
+    def run_batch(key: DetectKey | VqaKey, images: list[DecodedImage], cancelled: Callable[[], bool]) -> list[dict]:
+        if isinstance(key, VqaKey):  # POST /v1/vqa shares the model's one worker thread
+            return answer_batch(predictor, key, images, cancelled)
         results = predictor.detect([image.pixels for image in images],
                                    classes=list(key.classes) if key.classes else None, caption=key.caption,
                                    phrases=list(key.phrases) if key.phrases else None, threshold=key.threshold,
@@ -199,7 +205,9 @@ class DetectionService:
             "model": {"name": model_config.name, "weights": weights, "device": str(self.predictor.device),
                       "input_min_size": model_config.input.min_size, "input_max_size": model_config.input.max_size,
                       "max_text_tokens": self.predictor.max_length,
-                      "mask_head": self.predictor.model.mask_head is not None},
+                      "mask_head": self.predictor.model.mask_head is not None,
+                      "vqa_head": self.predictor.answerer is not None,
+                      "vqa_answers": len(self.predictor.answerer.vocabulary) if self.predictor.answerer else 0},
             "adapters": [{"name": a.name, "mode": a.mode, "categories": a.category_names,
                           "num_parameters": a.num_parameters()} for a in self.predictor.adapters.values()],
             "limits": {**self.config.limits(), "max_caption_tokens": self.predictor.max_length},
@@ -207,9 +215,16 @@ class DetectionService:
 
     async def detect(self, request: Request) -> JSONResponse:
         """Answer one ``POST /v1/detect`` and count its outcome."""
+        return await self._counted(request, self._prepare)
+
+    async def vqa(self, request: Request) -> JSONResponse:
+        """Answer one ``POST /v1/vqa`` and count its outcome."""
+        return await self._counted(request, self._prepare_vqa)
+
+    async def _counted(self, request: Request, prepare) -> JSONResponse:
         self.memory.enter()
         try:
-            response = await self._answer(request)
+            response = await self._answer(request, prepare)
         finally:
             self.memory.leave()
         self.counts.count(response.status_code)
@@ -232,10 +247,20 @@ class DetectionService:
             self.predictor.model.config.input)
         return key, image, filename  # the upload's bytes are let go: only the shrunk picture waits
 
-    async def _answer(self, request: Request) -> JSONResponse:
+    async def _prepare_vqa(self, request: Request) -> tuple[VqaKey, DecodedImage, str | None]:
+        """Read, check and decode a VQA request (raises on refusal)."""
+        options, data, filename = await read_vqa_request(request)
+        key = vqa_key(options)
+        await run_in_threadpool(check_vqa_request, key, self.predictor, self.config)
+        image = await asyncio.get_running_loop().run_in_executor(
+            self._decoders, decode_upload, data, self.config.max_pixels, filename or "image",
+            self.predictor.model.config.input)
+        return key, image, filename
+
+    async def _answer(self, request: Request, prepare) -> JSONResponse:
         config = self.config
         try:
-            key, image, filename = await self._prepare(request)
+            key, image, filename = await prepare(request)
         except RequestTooLarge as error:
             return _error(413, str(error))
         except UploadError as error:
@@ -304,5 +329,14 @@ def create_app(predictor: GLIPPredictor, config: ServeConfig | None = None, weig
               responses=_ERRORS, openapi_extra={"requestBody": {"required": True, "content": schemas}})
     async def detect(request: Request) -> JSONResponse:
         return await service.detect(request)
+
+    vqa_schemas = {kind: {"schema": vqa_request_schema(config.max_prompt_chunks, config.max_prompt_chars, multipart)}
+                   for kind, multipart in (("multipart/form-data", True), ("application/json", False))}
+
+    @app.post("/v1/vqa", summary="answer questions about one image (a model with a VQA head)",
+              response_model=VqaResponse, responses=_ERRORS,
+              openapi_extra={"requestBody": {"required": True, "content": vqa_schemas}})
+    async def vqa(request: Request) -> JSONResponse:
+        return await service.vqa(request)
 
     return app

@@ -304,16 +304,17 @@ def _validate_pseudo_fields(dataset: DatasetSection, where: str, need: Callable[
     need(packing.max_negatives >= 1, f"{where}.packing.max_negatives must be >= 1")
 
 
-def apply_override(data: dict[str, Any], override: str) -> None:
+def apply_override(data: dict[str, Any], override: str, root: type | None = None) -> None:
     """Apply one ``a.b.c=value`` to a config dict in place; the value is read as YAML (``null``,
-    ``1e-3``, ``[1, 2]``). Integer parts index lists: ``data.datasets.0.weight=2``."""
+    ``1e-3``, ``[1, 2]``). Integer parts index lists: ``data.datasets.0.weight=2``. ``root``: the
+    dataclass the dict describes (default `TrainConfig`), whose fields the keys are checked against."""
     key, sep, text = override.partition("=")
     if not sep or not key.strip():
         raise TrainConfigError(f"override '{override}' is not key=value (e.g. optim.lr=1e-3)")
     value = yaml.safe_load(text) if text.strip() else None
     parts = key.strip().split(".")
     node: Any = data
-    cls: Any = TrainConfig  # the dataclass describing ``node`` (None inside free dicts and plain lists)
+    cls: Any = root or TrainConfig  # the dataclass describing ``node`` (None inside free dicts and plain lists)
     for depth, part in enumerate(parts):
         last = depth == len(parts) - 1
         path = ".".join(parts[:depth + 1])
