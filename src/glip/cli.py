@@ -192,6 +192,7 @@ DELEGATED = {
     "finetune": ("glip.transfer.cli", "tune to a task: prompt tuning, linear probe, full fine-tuning, few-shot"),
     "serve": ("glip.serving.cli", "HTTP API and web page"),
     "label": ("glip.labelling.cli", "box the noun phrases of image-text pairs with a teacher (self-training data)"),
+    "export": ("glip.export.cli", "a detector with its prompt baked in, as an ONNX file"),
 }
 
 
