@@ -1,23 +1,25 @@
-"""Evaluation time per image with 1,000 categories: image side once per image vs once per prompt chunk.
+"""Detection with 1,203 categories (the size of LVIS) on one image: the engine against the whole model per chunk.
 
 Usage::
 
-    python benchmarks/many_categories.py [--categories 1000] [--images 4] [--config glip-tiny]
-                                         [--device cpu|cuda] [--threads N] [--repeats 2]
+    python benchmarks/many_categories.py [--configs glip-t glip-t-a] [--categories 1203] [--images 1]
+                                         [--size 1333 800] [--chunks-per-pass 4] [--device cpu|cuda]
+                                         [--threads N] [--repeats 1]
 
-A synthetic COCO dataset (noise images, random boxes, ``--categories`` two-word names such as
-"amber lantern") is evaluated twice with the same random model through `evaluate_detection`:
+For each config (random weights, nothing downloaded) the same class list, split into prompt chunks
+of the token window, runs through `DetectionEngine.detect` in these modes:
 
-* **image side once**: Swin + FPN once per batch of images, then the text encoder and the fused head
-  once per prompt chunk (``reuse_image_features=True``, what ``glip eval`` does);
-* **whole model per chunk**: the whole model once per prompt chunk (``reuse_image_features=False``,
-  what the official LVIS evaluation does with its chunks).
+* **whole model per chunk**: Swin + FPN + text + head once per chunk (``image_side_once=False``),
+  what the official LVIS evaluation does;
+* **image side once, 1 chunk per pass** (fused heads only): the image side once, then the text and
+  the fused head per chunk (the engine before chunks were batched);
+* **engine** (the default path): fused heads take ``--chunks-per-pass`` chunks per pass as one
+  batch; a tower without text (GLIP-T(A)) runs once per image and only the dot product per chunk.
 
-Both give the same detections (checked: same metrics, scores equal to float rounding). The time is
-the wall time of the model run (image loading, preprocessing, model, post-processing) divided by
-the number of images, the best of ``--repeats`` runs after one warm-up image. A breakdown times the
-image side and one chunk's text side + head alone, which predicts the ratio:
-``chunks * (image + chunk) / (image + chunks * chunk)``. Nothing is downloaded; weights are random.
+Each mode's time is the best of ``--repeats`` runs after a warm-up, per image; the ratios are
+against the whole model per chunk. Every mode's detections are compared with that mode's (count,
+largest score difference). A reduced check: ``--configs glip-tiny glip-tiny-nofusion --categories
+300 --size 160 128``.
 """
 
 from __future__ import annotations
@@ -28,15 +30,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from PIL import Image  # noqa: E402
 
 ADJECTIVES = ("amber azure bronze coral crimson dusty emerald frosty golden granite hollow ivory jade lunar "
               "marble misty navy olive pearl quiet rusty sandy scarlet silver smoky spotted striped tawny "
@@ -46,110 +44,94 @@ NOUNS = ("anchor badger basket beacon bottle candle carpet cricket falcon feathe
 
 
 def category_names(count: int) -> list[str]:
+    """``count`` distinct two-word names ("amber lantern"), three words past 1,000."""
     names = [f"{a} {n}" for n in NOUNS for a in ADJECTIVES]
     if count > len(names):
         names += [f"{name} {i}" for i in range(count // len(names) + 1) for name in names]
     return names[:count]
 
 
-def make_dataset(folder: Path, num_categories: int, num_images: int, size: tuple[int, int]) -> Path:
-    rng = np.random.default_rng(0)
-    width, height = size
-    images, annotations = [], []
-    for index in range(1, num_images + 1):
-        Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(folder / f"{index}.png")
-        images.append({"id": index, "file_name": f"{index}.png", "width": width, "height": height})
-        for _ in range(5):
-            w, h = rng.uniform(20, width / 2), rng.uniform(20, height / 2)
-            x, y = rng.uniform(0, width - w), rng.uniform(0, height - h)
-            annotations.append({"id": len(annotations) + 1, "image_id": index, "bbox": [x, y, w, h],
-                                "category_id": int(rng.integers(1, num_categories + 1)), "area": w * h,
-                                "iscrowd": 0})
-    categories = [{"id": i + 1, "name": name} for i, name in enumerate(category_names(num_categories))]
-    path = folder / "synthetic.json"
-    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
-    return path
-
-
-@torch.inference_mode()
-def breakdown(predictor, dataset, repeats: int) -> dict[str, float]:
-    """Seconds of the image side of one image, and of one chunk's text side + fused head."""
-    from glip.evaluation.prompts import build_category_chunks
-    from glip.images import prepare_images
-
-    chunk = build_category_chunks([c.prompt for c in dataset.categories], predictor.tokenizer,
-                                  predictor.max_length)[0]
-    batch = prepare_images([dataset.image_path(dataset.images[0])], predictor.model.config.input)
-    batch = batch.to(predictor.device)
-    ids = chunk.tokens.input_ids[None].to(predictor.device)
-    mask = chunk.tokens.attention_mask[None].to(predictor.device)
-    image_times, chunk_times = [], []
-    for _ in range(repeats + 1):
-        started = time.perf_counter()
-        features = predictor.model.encode_images(batch.tensor)
-        middle = time.perf_counter()
-        predictor.model(batch.tensor, ids, mask, image_features=features)
-        if predictor.device.type == "cuda":
+def _timed(engine, batch, chunks, repeats: int, **kwargs):
+    detections = engine.detect(batch, chunks, **kwargs)  # warm-up: allocations and kernel choice
+    times = []
+    for _ in range(repeats):
+        if batch.tensor.device.type == "cuda":
             torch.cuda.synchronize()
-        image_times.append(middle - started)
-        chunk_times.append(time.perf_counter() - middle)
-    return {"image_side": min(image_times[1:]), "chunk": min(chunk_times[1:])}
+        started = time.perf_counter()
+        detections = engine.detect(batch, chunks, **kwargs)
+        if batch.tensor.device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - started)
+    return min(times), detections
+
+
+def _gap(found, reference) -> str:
+    counts = sum(len(d) for d in found), sum(len(d) for d in reference)
+    if counts[0] != counts[1]:
+        return f"{counts[0]} vs {counts[1]} detections"
+    gap = max((float((a.scores - b.scores).abs().max()) for a, b in zip(found, reference) if len(a)), default=0.0)
+    return f"same {counts[0]} detections, scores within {gap:.1e}"
+
+
+def run_config(name: str, args, names: list[str]) -> None:
+    from glip.config import InputConfig, get_config
+    from glip.engine import DetectionEngine
+    from glip.images import prepare_images
+    from glip.modeling.glip import GLIP
+    from glip.prompts import chunk_class_names
+    from glip.tokenizer import load_tokenizer
+
+    torch.manual_seed(0)
+    config = get_config(name)
+    model = GLIP(config).eval().to(args.device)
+    with torch.no_grad():
+        model.head.bias0.fill_(0.0)  # random weights: give the scores a spread, so candidates exist
+    width, height = args.size
+    rng = np.random.default_rng(0)
+    pixels = [rng.integers(0, 255, (height, width, 3), dtype=np.uint8) for _ in range(args.images)]
+    input_config = InputConfig(min_size=min(width, height), max_size=max(width, height))
+    batch = prepare_images(pixels, input_config).to(args.device)
+    chunks = chunk_class_names(names, config.text.max_length, load_tokenizer())
+    engine = DetectionEngine(model, chunks_per_pass=args.chunks_per_pass)
+    rerun_time, reference = _timed(engine, batch, chunks, args.repeats, image_side_once=False)
+    rows = [("whole model per chunk", rerun_time, "reference")]
+    if model.head.tower_reads_text:
+        single = DetectionEngine(model, chunks_per_pass=1)
+        seconds, found = _timed(single, batch, chunks, args.repeats)
+        rows.append(("image side once, 1 chunk per pass", seconds, _gap(found, reference)))
+        label = f"engine: image side once, {args.chunks_per_pass} chunks per pass"
+    else:
+        label = "engine: image side and tower once, dot product per chunk"
+    seconds, found = _timed(engine, batch, chunks, args.repeats)
+    rows.append((label, seconds, _gap(found, reference)))
+    print(f"\n## {name}: {len(names)} categories in {len(chunks)} prompt chunks of <= {config.text.max_length} "
+          f"tokens, {args.images} image(s) of {width}x{height}\n")
+    print("| mode | s / image | speed-up vs whole model per chunk | detections |")
+    print("| :--- | ---: | ---: | :--- |")
+    for label, seconds, note in rows:
+        print(f"| {label} | {seconds / args.images:.3f} | {rerun_time / seconds:.2f}x | {note} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--categories", type=int, default=1000)
-    parser.add_argument("--images", type=int, default=4)
-    parser.add_argument("--config", default="glip-tiny", help="a preset of glip.config (random weights)")
+    parser.add_argument("--configs", nargs="+", default=["glip-t", "glip-t-a"], help="presets of glip.config")
+    parser.add_argument("--categories", type=int, default=1203)
+    parser.add_argument("--images", type=int, default=1)
+    parser.add_argument("--size", type=int, nargs=2, default=(1333, 800), metavar=("W", "H"))
+    parser.add_argument("--chunks-per-pass", type=int, default=4)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--size", type=int, nargs=2, default=(320, 240), metavar=("W", "H"))
+    parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-
-    from glip.config import get_config
-    from glip.evaluation import evaluate_detection, load_detection_dataset
-    from glip.evaluation.inference import predict_detections
-    from glip.modeling.glip import GLIP
-    from glip.predictor import GLIPPredictor
-
-    torch.manual_seed(0)
-    model = GLIP(get_config(args.config)).eval()
-    with torch.no_grad():
-        model.head.bias0.fill_(0.0)  # random weights: give the scores a spread, so candidates exist
-    predictor = GLIPPredictor(model, device=args.device)
-    with tempfile.TemporaryDirectory() as folder:
-        dataset = load_detection_dataset(make_dataset(Path(folder), args.categories, args.images, tuple(args.size)))
-        for reuse in (True, False):  # warm-up: first calls allocate and pick kernels
-            predict_detections(predictor, dataset, dataset.images[:1], reuse_image_features=reuse)
-        runs: dict[bool, list] = {True: [], False: []}
-        for _ in range(args.repeats):
-            for reuse in (True, False):
-                runs[reuse].append(evaluate_detection(dataset, predictor, reuse_image_features=reuse))
-        parts = breakdown(predictor, dataset, args.repeats)
-    once = min(runs[True], key=lambda r: r.timing["seconds"])
-    rerun = min(runs[False], key=lambda r: r.timing["seconds"])
-    chunks = once.timing["prompt_chunks"]
-    per_image_once = once.timing["seconds"] / args.images
-    per_image_rerun = rerun.timing["seconds"] / args.images
-    score_gap = max((abs(a["score"] - b["score"]) for a, b in zip(once.predictions, rerun.predictions)), default=0.0)
-    predicted = chunks * (parts["image_side"] + parts["chunk"]) / (parts["image_side"] + chunks * parts["chunk"])
-    device = torch.cuda.get_device_name() if predictor.device.type == "cuda" else platform.processor() or "cpu"
-    print(f"# Evaluation with {args.categories} categories ({args.config}, random weights)\n")
-    print(f"{args.images} images of {args.size[0]}x{args.size[1]}, {chunks} prompt chunks of <= "
-          f"{predictor.max_length} tokens, {predictor.device} ({device}), {torch.get_num_threads()} threads, "
-          f"best of {args.repeats}\n")
-    print("| mode | s / image | images / s |")
-    print("| :--- | ---: | ---: |")
-    print(f"| image side once per image | {per_image_once:.3f} | {1 / per_image_once:.3f} |")
-    print(f"| whole model per prompt chunk | {per_image_rerun:.3f} | {1 / per_image_rerun:.3f} |")
-    print(f"\nspeed-up: {per_image_rerun / per_image_once:.2f}x")
-    print(f"breakdown: image side {parts['image_side'] * 1000:.1f} ms, one chunk (text + head) "
-          f"{parts['chunk'] * 1000:.1f} ms -> predicted speed-up {predicted:.2f}x")
-    same = once.metrics == rerun.metrics
-    print(f"same metrics: {same} (AP {once.metrics['AP']:.4f}); largest score difference {score_gap:.1e}")
+    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
+    print(f"# {args.categories} categories on one image: the engine against the whole model per prompt chunk\n")
+    print(f"random weights, {args.device} ({device}), {torch.get_num_threads()} threads, best of {args.repeats}")
+    names = category_names(args.categories)
+    with torch.inference_mode():
+        for name in args.configs:
+            run_config(name, args, names)
 
 
 if __name__ == "__main__":

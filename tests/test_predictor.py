@@ -130,10 +130,12 @@ def test_chunk_results_equal_a_single_prompt_run(predictor, scene):
     first = [names[i] for i in range(len(chunks[0].prompt.phrases))]
     (alone,) = predictor.detect(scene, classes=first, threshold=0.0, max_detections=100000, all_names=True)
     (merged,) = predictor.detect(scene, classes=names, threshold=0.0, max_detections=100000, all_names=True)
-    from_first = [(d.phrase_index, d.bbox_xyxy, round(d.score, 6)) for d in merged.detections
-                  if d.phrase_index < len(first)]
-    expected = [(d.phrase_index, d.bbox_xyxy, round(d.score, 6)) for d in alone.detections]
-    assert sorted(from_first) == sorted(expected)
+    from_first = sorted((d.phrase_index, d.bbox_xyxy, d.score) for d in merged.detections if d.phrase_index < len(first))
+    expected = sorted((d.phrase_index, d.bbox_xyxy, d.score) for d in alone.detections)
+    # the merged run batches chunk 0 with the others (padded text): equal up to float rounding
+    assert [row[0] for row in from_first] == [row[0] for row in expected]
+    np.testing.assert_allclose([row[1] for row in from_first], [row[1] for row in expected], atol=0.011)
+    np.testing.assert_allclose([row[2] for row in from_first], [row[2] for row in expected], atol=1e-5)
 
 
 def test_batch_equals_single(predictor, scene):

@@ -202,6 +202,7 @@ DELEGATED = {
     "vqa": ("glip.vqa_cli", "answer questions about images (a model with a VQA head)"),
     "vqa-train": ("glip.training.vqa_train_cli", "fine-tune a VQA answer head on VQA2.0 or JSON Lines questions"),
     "vqa-eval": ("glip.evaluation.vqa_cli", "VQA accuracy overall and per question type"),
+    "export": ("glip.export.cli", "a detector with its prompt baked in, as an ONNX file"),
 }
 
 

@@ -5,7 +5,9 @@ evaluation and the labelling of image-text data all call it. Per batch of images
 
 1. the image side (Swin + FPN) runs once;
 2. the text side and the fused head run once per prompt chunk (a class list longer than the
-   token window is split into chunks by `glip.prompts.chunk_prompt_pieces`);
+   token window is split into chunks by `glip.prompts.chunk_prompt_pieces`), several chunks
+   batched in one pass; a head whose tower reads no text (GLIP-T(A)) runs its tower once and
+   only the final dot product per chunk (`glip.head_passes`);
 3. the candidates of all chunks of an image are merged, then one class-aware NMS and the per-image
    cap (`glip.modeling.postprocess.PostProcessor.select`) give its detections, in original-image
    pixels, highest score first.
@@ -36,8 +38,9 @@ from dataclasses import dataclass
 
 import torch
 
+from glip.head_passes import chunk_passes
 from glip.images import ImageBatch
-from glip.modeling.glip import GLIP, GLIPOutput, ImageFeatures
+from glip.modeling.glip import GLIP, GLIPOutput
 from glip.modeling.head import HeadOutput
 from glip.modeling.mask_head import paste_masks, phrase_features
 from glip.modeling.postprocess import Detections, PostProcessor
@@ -86,15 +89,6 @@ class MaskedDetections:
             yield mask_to_rle(mask), int(mask.sum())
 
 
-def _select_images(features: ImageFeatures, indices: list[int], batch_size: int) -> ImageFeatures:
-    """The image features of a subset of the batch (all of them: no copy)."""
-    if indices == list(range(batch_size)):
-        return features
-    index = torch.tensor(indices, device=features.levels[0].device)
-    return ImageFeatures(stages=[s.index_select(0, index) for s in features.stages],
-                         levels=[level.index_select(0, index) for level in features.levels])
-
-
 class DetectionEngine:
     """Runs a `GLIP` model over image batches and prompt chunks.
 
@@ -103,11 +97,15 @@ class DetectionEngine:
         trim_text_padding: run the text side on the chunk's real tokens only instead of the full
             padded window. Padding never influences real tokens (it is masked everywhere), so the
             detections are the same up to float rounding, and the fused head gets much cheaper.
+        chunks_per_pass: prompt chunks batched through a fused head in one pass (the image
+            features repeated per chunk: memory grows with it; a cancellation is noticed between
+            passes). Same detections as one chunk per pass, up to float rounding.
     """
 
-    def __init__(self, model: GLIP, trim_text_padding: bool = True) -> None:
+    def __init__(self, model: GLIP, trim_text_padding: bool = True, chunks_per_pass: int = 4) -> None:
         self.model = model
         self.trim_text_padding = trim_text_padding
+        self.chunks_per_pass = chunks_per_pass
 
     @property
     def device(self) -> torch.device:
@@ -203,13 +201,20 @@ class DetectionEngine:
         the image side run once before them when ``image_side_once``."""
         num_images = len(batch.image_sizes)
         per_image = self._per_image_chunks(chunks, num_images)
-        features = self.model.encode_images(batch.tensor) if image_side_once else None
+        if image_side_once:
+            def check() -> None:
+                if cancelled is not None and cancelled():
+                    raise DetectionCancelled("detection cancelled")
+
+            yield from chunk_passes(self.model, self.model.encode_images(batch.tensor), per_image,
+                                    self.chunks_per_pass, self.trim_text_padding, check)
+            return
         for position in range(max(len(c) for c in per_image)):
             if cancelled is not None and cancelled():
                 raise DetectionCancelled("detection cancelled")
             members = [i for i in range(num_images) if position < len(per_image[i])]
             round_chunks = [per_image[i][position] for i in members]
-            yield members, round_chunks, self._run_head(batch, features, members, round_chunks)
+            yield members, round_chunks, self._run_model(batch, members, round_chunks)
 
     def _mask_logits(self, head: HeadOutput, row: int, detections: Detections, chunk: PromptChunk,
                      image_size: tuple[int, int]) -> torch.Tensor:
@@ -240,16 +245,13 @@ class DetectionEngine:
             raise ValueError("an image has no prompt chunk")
         return [list(image_chunks) for image_chunks in chunks]
 
-    def _run_head(self, batch: ImageBatch, features: ImageFeatures | None, members: list[int],
-                  chunks: list[PromptChunk]):
-        """One pass of the text side and the head for ``members`` (image indices), one chunk each."""
+    def _run_model(self, batch: ImageBatch, members: list[int], chunks: list[PromptChunk]) -> GLIPOutput:
+        """One pass of the whole model for ``members`` (image indices), one chunk each."""
         num_images = len(batch.image_sizes)
         shared = all(chunk is chunks[0] for chunk in chunks)
         tokens = [chunks[0].tokens] if shared else [chunk.tokens for chunk in chunks]
         length = max(t.num_tokens for t in tokens) if self.trim_text_padding else tokens[0].input_ids.shape[0]
         ids = torch.stack([t.input_ids[:length] for t in tokens]).to(self.device)  # [1 or B', L]
         mask = torch.stack([t.attention_mask[:length] for t in tokens]).to(self.device)  # [1 or B', L]
-        if features is not None:
-            return self.model(batch.tensor, ids, mask, image_features=_select_images(features, members, num_images))
         images = batch.tensor if len(members) == num_images else batch.tensor[members]
         return self.model(images, ids, mask)

@@ -149,14 +149,38 @@ class VLHead(nn.Module):
         average-pooled to each level here."""
         if self.visual_skip is not None and skip_features is None:
             raise ValueError("this head has alignment_skip: pass skip_features (the backbone's first stage)")
-        textures = self.texture_skip(skip_features) if self.texture_skip is not None else None
+        visual, hidden = self.tower(levels, text)
+        return self.predict(visual, hidden, text, skip_features)
+
+    @property
+    def tower_reads_text(self) -> bool:
+        """Whether the tower's visual features depend on the text (fusion) or its text features
+        change (text layers); without either (GLIP-T(A)), `tower` may run once for any prompt."""
+        return self.config.use_fusion or self.config.use_text_layers
+
+    def tower(self, levels: list[torch.Tensor], text: TextFeatures) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The blocks: levels [B, C, H_l, W_l] and text [B, L, D] -> fused levels and text features."""
         visual, hidden = list(levels), text.hidden
         for block in self.blocks:
             visual, hidden = block(visual, hidden, text.mask)
-        normalized, projected = self.project_text(self.dot_product_text(hidden, text))
-        token_bias = torch.matmul(normalized, self.bias_lang) + self.bias0  # [B, L]
-        clamp = self.config.logit_clamp
-        boxes, centerness, logits = [], [], []
+        return visual, hidden
+
+    def predict(self, visual: list[torch.Tensor], hidden: torch.Tensor, text: TextFeatures,
+                skip_features: torch.Tensor | None = None) -> HeadOutput:
+        """The per-location predictions from the tower's output (``visual`` per level [B, C, H_l, W_l],
+        ``hidden`` [B, L, D]); ``text`` is the text encoder's output, ``skip_features`` as in forward."""
+        boxes, centerness, queries = self.visual_predictions(visual, skip_features)
+        return HeadOutput(visual=visual, text=hidden, box_regression=boxes, centerness=centerness,
+                          token_logits=self.token_logits(queries, hidden, text))
+
+    def visual_predictions(self, visual: list[torch.Tensor], skip_features: torch.Tensor | None = None
+                           ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+        """What the predictions take from the tower's levels alone: per level the box deltas
+        [B, 4, H, W], centerness logits [B, 1, H, W] and the dot product's queries [B, H*W, C]."""
+        if self.visual_skip is not None and skip_features is None:
+            raise ValueError("this head has alignment_skip: pass skip_features (the backbone's first stage)")
+        textures = self.texture_skip(skip_features) if self.texture_skip is not None else None
+        boxes, centerness, queries = [], [], []
         for index, feature in enumerate(visual):
             boxes.append(self.scales[index](self.box_regression(feature)))
             centerness.append(self.centerness(feature))
@@ -166,8 +190,16 @@ class VLHead(nn.Module):
                 if textures is not None:
                     feature = feature + self.texture_skip.projection(
                         F.adaptive_avg_pool2d(textures, feature.shape[-2:]))
-            queries = feature.flatten(2).transpose(1, 2)  # [B, H*W, C]
-            logit = torch.matmul(queries, projected.transpose(-1, -2)) / self.log_scale.exp()
+            queries.append(feature.flatten(2).transpose(1, 2))  # [B, H*W, C]
+        return boxes, centerness, queries
+
+    def token_logits(self, queries: list[torch.Tensor], hidden: torch.Tensor, text: TextFeatures) -> list[torch.Tensor]:
+        """Per level [B, H*W, L] alignment logits of the queries ([B, H*W, C] per level) with the text."""
+        normalized, projected = self.project_text(self.dot_product_text(hidden, text))
+        token_bias = torch.matmul(normalized, self.bias_lang) + self.bias0  # [B, L]
+        clamp = self.config.logit_clamp
+        logits = []
+        for level_queries in queries:
+            logit = torch.matmul(level_queries, projected.transpose(-1, -2)) / self.log_scale.exp()
             logits.append((logit + token_bias[:, None, :]).clamp(-clamp, clamp))  # [B, H*W, L]
-        return HeadOutput(visual=visual, text=hidden, box_regression=boxes, centerness=centerness,
-                          token_logits=logits)
+        return logits
