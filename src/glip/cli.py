@@ -192,6 +192,9 @@ DELEGATED = {
     "finetune": ("glip.transfer.cli", "tune to a task: prompt tuning, linear probe, full fine-tuning, few-shot"),
     "serve": ("glip.serving.cli", "HTTP API and web page"),
     "label": ("glip.labelling.cli", "box the noun phrases of image-text pairs with a teacher (self-training data)"),
+    "caption": ("glip.captioning.cli", "describe pictures with a model's caption head (--grounded: box its phrases)"),
+    "caption-train": ("glip.captioning.train_cli", "train a caption head from a YAML config"),
+    "caption-eval": ("glip.captioning.eval_cli", "caption a caption file's images and print BLEU-4 and CIDEr"),
 }
 
 

@@ -3,6 +3,13 @@
 One attention matrix serves both directions: image queries over text keys (padding masked) and,
 transposed, text queries over all visual positions. The residual base is the LayerNorm-ed input,
 as in the official model: v = LN(v) + gamma_v * delta_v, l = LN(l) + gamma_l * delta_l.
+
+Causal mode (captioning, ours: GLIPv2 published no decoder): the text side reads the image as
+always, but the image side does not read the text (delta_v = 0, v = LN(v)). Any image feature that
+attended to the text would mix every token into every position, and a token reading it in the next
+block would see the tokens after it. Without that direction the visual stream depends on the image
+alone, so fused token t depends on the image and tokens 0..t only (the text-to-text attention being
+causal too), and the visual stream can be computed once per image and reused at every decoding step.
 """
 
 from __future__ import annotations
@@ -44,9 +51,10 @@ class BiAttention(nn.Module):
         _, n, _ = x.shape  # [B*nh, N, hd] -> [B, N, E]
         return x.view(batch, self.num_heads, n, self.head_dim).transpose(1, 2).reshape(batch, n, -1)
 
-    def forward(self, visual: torch.Tensor, text: torch.Tensor,
-                text_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """visual: [B, Nv, Cv], text: [B, L, Ct], text_mask: [B, L] -> deltas [B, Nv, Cv], [B, L, Ct]."""
+    def forward(self, visual: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor,
+                causal: bool = False) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """visual: [B, Nv, Cv], text: [B, L, Ct], text_mask: [B, L] -> deltas [B, Nv, Cv], [B, L, Ct].
+        ``causal``: no image-from-text direction (its delta is None), see the module docstring."""
         batch, num_visual, _ = visual.shape
         num_text = text.shape[1]
         query = self._heads(self.visual_query(visual) * self.scale)  # [B*nh, Nv, hd]
@@ -59,6 +67,9 @@ class BiAttention(nn.Module):
         logits_text = logits.transpose(1, 2)  # [B*nh, L, Nv]
         logits_text = logits_text - logits_text.max(dim=-1, keepdim=True)[0]
         probs_text = logits_text.clamp(-self.clamp, self.clamp).softmax(dim=-1)
+        if causal:
+            probs_text = F.dropout(probs_text, p=self.dropout, training=self.training)
+            return None, self.text_out(self._merge(torch.bmm(probs_text, value_visual), batch))
         # Visual side: padded text keys get -9e15. (Real tokens get +1, as the official mask does; a
         # constant shift that leaves the softmax unchanged.)
         additive = text_mask.to(logits.dtype).masked_fill(text_mask == 0, -9e15)[:, None, None, :]
@@ -85,15 +96,17 @@ class FusionBlock(nn.Module):
         self.gamma_visual = nn.Parameter(init_scale * torch.ones(visual_dim))
         self.gamma_text = nn.Parameter(init_scale * torch.ones(text_dim))
 
-    def forward(self, levels: list[torch.Tensor], text: torch.Tensor,
-                text_mask: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """levels: list of [B, C, H_l, W_l]; text: [B, L, Ct] -> (fused levels, fused text)."""
+    def forward(self, levels: list[torch.Tensor], text: torch.Tensor, text_mask: torch.Tensor,
+                causal: bool = False) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """levels: list of [B, C, H_l, W_l]; text: [B, L, Ct] -> (fused levels, fused text).
+        ``causal``: the levels come back LayerNorm-ed but not fused with the text (module docstring)."""
         sizes = [level.shape[-2:] for level in levels]
         visual = torch.cat([level.flatten(2).transpose(1, 2) for level in levels], dim=1)  # [B, sum(HW), C]
         visual = self.norm_visual(visual)
         text = self.norm_text(text)
-        delta_visual, delta_text = self.attn(visual, text, text_mask)
-        visual = visual + self.drop_path(self.gamma_visual * delta_visual)
+        delta_visual, delta_text = self.attn(visual, text, text_mask, causal)
+        if delta_visual is not None:
+            visual = visual + self.drop_path(self.gamma_visual * delta_visual)
         text = text + self.drop_path(self.gamma_text * delta_text)
         visual = visual.transpose(1, 2)  # [B, C, sum(HW)]
         fused, start = [], 0

@@ -4,8 +4,11 @@ Endpoints:
     ``POST /v1/detect``: one image (multipart file or base64 in JSON) and a prompt -> the
         predictor's detection JSON (`ImageDetections.to_dict`), boxes in the upload's pixels; with
         ``masks=true`` each detection's instance mask as COCO RLE of the upload's size.
-    ``GET /v1/models``: the base model (and whether it has a mask head), the loaded adapters and
-        the server's limits.
+    ``POST /v1/caption``: one image -> its caption from the model's caption head
+        (`ImageCaption.to_dict`); ``grounded=true`` boxes the caption's noun phrases too. It shares
+        the queue, batching (by beam, grounded, threshold) and time limit of detection.
+    ``GET /v1/models``: the base model (and whether it has a mask head and a caption head), the
+        loaded adapters and the server's limits.
     ``GET /healthz``: liveness plus request outcomes, queue and batching counters.
     ``GET /``: the web page (``static/``); ``/docs``: the OpenAPI documentation.
 
@@ -46,8 +49,9 @@ from glip.serving.batcher import Batcher, QueueFullError
 from glip.serving.config import ServeConfig
 from glip.serving.limits import RequestTooLarge, check_prompt
 from glip.serving.memory import IdleMemoryRelease
-from glip.serving.schemas import (DetectJSONRequest, DetectKey, DetectOptions, DetectResponse, ErrorResponse,
-                                  PromptError, detect_key, request_schema)
+from glip.serving.schemas import (CaptionJSONRequest, CaptionKey, CaptionOptions, CaptionResponse, DetectJSONRequest,
+                                  DetectKey, DetectOptions, DetectResponse, ErrorResponse, PromptError, caption_key,
+                                  detect_key, request_schema)
 from glip.serving.uploads import BodySizeLimit, DecodedImage, UploadError, decode_base64, decode_upload
 
 logger = logging.getLogger(__name__)
@@ -55,7 +59,7 @@ logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 _ERRORS = {status: {"model": ErrorResponse, "description": text} for status, text in {
-    400: "masks asked of a model without a mask head",
+    400: "masks asked of a model without a mask head, or a caption of a model without a caption head",
     404: "unknown adapter",
     413: "too much: body, pixels, classes, prompt characters, caption tokens or prompt chunks over a limit",
     415: "neither JSON nor a multipart form",
@@ -64,6 +68,9 @@ _ERRORS = {status: {"model": ErrorResponse, "description": text} for status, tex
     504: "no answer in time (the request's work is dropped or stopped)"}.items()}
 _LIST_FIELDS = ("classes", "phrases")  # repeatable form fields
 _FORM_FIELDS = (*_LIST_FIELDS, "caption", "threshold", "adapter", "all_names", "masks")
+_CAPTION_FORM_FIELDS = ("beam", "grounded", "threshold")
+NO_CAPTION_HEAD_400 = ("this server's model has no caption head (GET /v1/models: model.caption_head is false): serve a "
+                       "model trained with glip caption-train")
 DISCONNECT_POLL_S = 0.25  # how often a waiting request checks that its client is still there
 CLIENT_GONE = 499  # never reaches anyone: the outcome of a request whose client went away
 
@@ -111,7 +118,11 @@ def make_run_batch(predictor: GLIPPredictor):
     """The model call of the batcher: one ``predictor.detect`` for a group of images sharing a key,
     stopped between prompt chunks once ``cancelled()``; boxes go back to original-image pixels."""
 
-    def run_batch(key: DetectKey, images: list[DecodedImage], cancelled: Callable[[], bool]) -> list[dict]:
+    def run_batch(key: DetectKey | CaptionKey, images: list[DecodedImage], cancelled: Callable[[], bool]) -> list[dict]:
+        if isinstance(key, CaptionKey):
+            captions = predictor.caption([image.pixels for image in images], beam=key.beam, grounded=key.grounded,
+                                         threshold=key.threshold, batch_size=len(images))
+            return [_caption_to_original(image, result.to_dict()) for image, result in zip(images, captions)]
         results = predictor.detect([image.pixels for image in images],
                                    classes=list(key.classes) if key.classes else None, caption=key.caption,
                                    phrases=list(key.phrases) if key.phrases else None, threshold=key.threshold,
@@ -122,12 +133,23 @@ def make_run_batch(predictor: GLIPPredictor):
     return run_batch
 
 
-async def _read_request(request: Request) -> tuple[DetectOptions, bytes, str | None]:
-    """The options, the image bytes and the file name of a JSON or multipart detection request."""
+def _caption_to_original(image: DecodedImage, result: dict) -> dict:
+    """A caption result on the shrunk picture with its phrase boxes in the upload's pixels."""
+    width, height = image.original_size
+    scale = (width / image.pixels.width, height / image.pixels.height) * 2
+    phrases = [{**p, "bbox_xyxy": [round(v * s, 2) for v, s in zip(p["bbox_xyxy"], scale)]}
+               if p["bbox_xyxy"] is not None else p for p in result["phrases"]]
+    return {**result, "width": width, "height": height, "phrases": phrases}
+
+
+async def _read_request(request: Request, json_model: type = DetectJSONRequest, form_model: type = DetectOptions,
+                        form_fields: tuple[str, ...] = _FORM_FIELDS) -> tuple[Any, bytes, str | None]:
+    """The options, the image bytes and the file name of a JSON or multipart request (detection by
+    default; the models and fields of another endpoint's request otherwise)."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json"):
         try:
-            body = DetectJSONRequest.model_validate_json(await request.body())
+            body = json_model.model_validate_json(await request.body())
         except ValidationError as error:
             raise UploadError(_validation_message(error)) from error
         return body, decode_base64(body.image), None
@@ -136,10 +158,10 @@ async def _read_request(request: Request) -> tuple[DetectOptions, bytes, str | N
             upload = form.get("image")
             if upload is None or isinstance(upload, str):
                 raise UploadError("no image: send the picture as a file in the form field 'image'")
-            fields = {name: form.getlist(name) for name in _FORM_FIELDS}
+            fields = {name: form.getlist(name) for name in form_fields}
             values = {name: (found if name in _LIST_FIELDS else found[-1]) for name, found in fields.items() if found}
             try:
-                options = DetectOptions.model_validate(values)
+                options = form_model.model_validate(values)
             except ValidationError as error:
                 raise UploadError(_validation_message(error)) from error
             return options, await upload.read(), upload.filename
@@ -199,7 +221,8 @@ class DetectionService:
             "model": {"name": model_config.name, "weights": weights, "device": str(self.predictor.device),
                       "input_min_size": model_config.input.min_size, "input_max_size": model_config.input.max_size,
                       "max_text_tokens": self.predictor.max_length,
-                      "mask_head": self.predictor.model.mask_head is not None},
+                      "mask_head": self.predictor.model.mask_head is not None,
+                      "caption_head": self.predictor.model.caption_head is not None},
             "adapters": [{"name": a.name, "mode": a.mode, "categories": a.category_names,
                           "num_parameters": a.num_parameters()} for a in self.predictor.adapters.values()],
             "limits": {**self.config.limits(), "max_caption_tokens": self.predictor.max_length},
@@ -214,6 +237,28 @@ class DetectionService:
             self.memory.leave()
         self.counts.count(response.status_code)
         return response
+
+    async def caption(self, request: Request) -> JSONResponse:
+        """Answer one ``POST /v1/caption`` and count its outcome."""
+        self.memory.enter()
+        try:
+            response = await self._answer(request, self._prepare_caption)
+        finally:
+            self.memory.leave()
+        self.counts.count(response.status_code)
+        return response
+
+    async def _prepare_caption(self, request: Request) -> tuple[CaptionKey, DecodedImage, str | None]:
+        options, data, filename = await _read_request(request, CaptionJSONRequest, CaptionOptions,
+                                                      _CAPTION_FORM_FIELDS)
+        if self.predictor.model.caption_head is None:
+            raise UploadError(NO_CAPTION_HEAD_400, status_code=400)
+        return caption_key(options), await self._decode(data, filename), filename
+
+    async def _decode(self, data: bytes, filename: str | None) -> DecodedImage:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._decoders, decode_upload, data, self.config.max_pixels, filename or "image",
+            self.predictor.model.config.input)
 
     async def _prepare(self, request: Request) -> tuple[DetectKey, DecodedImage, str | None]:
         """Read, check and decode a request: everything before the model (raises on refusal)."""
@@ -232,10 +277,10 @@ class DetectionService:
             self.predictor.model.config.input)
         return key, image, filename  # the upload's bytes are let go: only the shrunk picture waits
 
-    async def _answer(self, request: Request) -> JSONResponse:
+    async def _answer(self, request: Request, prepare: Callable | None = None) -> JSONResponse:
         config = self.config
         try:
-            key, image, filename = await self._prepare(request)
+            key, image, filename = await (prepare or self._prepare)(request)
         except RequestTooLarge as error:
             return _error(413, str(error))
         except UploadError as error:
@@ -304,5 +349,14 @@ def create_app(predictor: GLIPPredictor, config: ServeConfig | None = None, weig
               responses=_ERRORS, openapi_extra={"requestBody": {"required": True, "content": schemas}})
     async def detect(request: Request) -> JSONResponse:
         return await service.detect(request)
+
+    caption_schemas = {kind: {"schema": model.model_json_schema()} for kind, model in
+                       (("multipart/form-data", CaptionOptions), ("application/json", CaptionJSONRequest))}
+
+    @app.post("/v1/caption", summary="describe one image (grounded=true: box the caption's noun phrases)",
+              response_model=CaptionResponse, responses=_ERRORS,
+              openapi_extra={"requestBody": {"required": True, "content": caption_schemas}})
+    async def caption(request: Request) -> JSONResponse:
+        return await service.caption(request)
 
     return app

@@ -304,16 +304,17 @@ def _validate_pseudo_fields(dataset: DatasetSection, where: str, need: Callable[
     need(packing.max_negatives >= 1, f"{where}.packing.max_negatives must be >= 1")
 
 
-def apply_override(data: dict[str, Any], override: str) -> None:
+def apply_override(data: dict[str, Any], override: str, config_class: type | None = None) -> None:
     """Apply one ``a.b.c=value`` to a config dict in place; the value is read as YAML (``null``,
-    ``1e-3``, ``[1, 2]``). Integer parts index lists: ``data.datasets.0.weight=2``."""
+    ``1e-3``, ``[1, 2]``). Integer parts index lists: ``data.datasets.0.weight=2``. ``config_class``:
+    the dataclass the dict describes (default `TrainConfig`)."""
     key, sep, text = override.partition("=")
     if not sep or not key.strip():
         raise TrainConfigError(f"override '{override}' is not key=value (e.g. optim.lr=1e-3)")
     value = yaml.safe_load(text) if text.strip() else None
     parts = key.strip().split(".")
     node: Any = data
-    cls: Any = TrainConfig  # the dataclass describing ``node`` (None inside free dicts and plain lists)
+    cls: Any = config_class or TrainConfig  # the dataclass describing ``node`` (None inside free dicts and lists)
     for depth, part in enumerate(parts):
         last = depth == len(parts) - 1
         path = ".".join(parts[:depth + 1])
@@ -348,9 +349,12 @@ def _list_item_class(annotation: Any) -> Any:
     return None
 
 
-def load_train_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+def load_train_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                      config_class: type | None = None) -> TrainConfig:
     """Read a YAML training config (None = all defaults) and apply ``key.sub=value`` overrides.
-    Relative paths inside it are relative to the current directory, like those on the command line."""
+    Relative paths inside it are relative to the current directory, like those on the command line.
+    ``config_class``: another config dataclass with ``from_dict`` (default `TrainConfig`)."""
+    config_class = config_class or TrainConfig
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -361,14 +365,14 @@ def load_train_config(path: str | Path | None = None, overrides: list[str] | Non
         except yaml.YAMLError as error:
             raise TrainConfigError(f"{path} is not valid YAML: {str(error).splitlines()[0]}") from None
         if loaded is not None and not isinstance(loaded, dict):
-            raise TrainConfigError(f"{path} must hold a mapping of sections ({', '.join(_section_names())})")
+            raise TrainConfigError(f"{path} must hold a mapping of sections ({', '.join(_section_names(config_class))})")
         data = loaded or {}
     if not isinstance(data.get("data", {}), dict):
         raise TrainConfigError("'data' must be a mapping with a 'datasets' list")
     for override in overrides or []:
-        apply_override(data, override)
-    return TrainConfig.from_dict(data)
+        apply_override(data, override, config_class)
+    return config_class.from_dict(data)
 
 
-def _section_names() -> list[str]:
-    return [f.name for f in dataclasses.fields(TrainConfig)]
+def _section_names(config_class: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(config_class)]
