@@ -26,10 +26,10 @@ def random_step(seed: int):
 
 
 def table_step(rows: dict[tuple[int, ...], dict[int, float]]):
-    """Probabilities per prefix (after BOS); unlisted tokens share what is left... or get ~0."""
+    """Probabilities per prefix (after BOS); unlisted tokens get probability 0."""
 
     def step(prefixes: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-        out = torch.full((prefixes.shape[0], VOCAB), -1e9)
+        out = torch.full((prefixes.shape[0], VOCAB), float("-inf"))
         for row, prefix in enumerate(prefixes.tolist()):
             for token, p in rows[tuple(prefix[1:])].items():
                 out[row, token] = math.log(p)
