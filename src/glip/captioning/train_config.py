@@ -44,11 +44,15 @@ class CaptionLossSection:
 
 
 @dataclass
+class CaptionInputSection(InputSection):
+    flip_prob: float = 0.0  # captions name left and right: a flipped picture would contradict them (must stay 0)
+
+
+@dataclass
 class CaptionTrainConfig:
     model: ModelSection = field(default_factory=ModelSection)
     data: CaptionDataSection = field(default_factory=CaptionDataSection)
-    # Captions name left and right, so the default has no horizontal flip (flip_prob must stay 0).
-    input: InputSection = field(default_factory=lambda: InputSection(flip_prob=0.0))
+    input: CaptionInputSection = field(default_factory=CaptionInputSection)
     optim: OptimSection = field(default_factory=OptimSection)
     loss: CaptionLossSection = field(default_factory=CaptionLossSection)
     train: TrainSection = field(default_factory=TrainSection)
