@@ -34,6 +34,8 @@ def test_caption_multipart_and_json(caption_client):
     as_json = caption_client.post("/v1/caption", json={"image": base64.b64encode(data).decode(), "beam": 2})
     assert as_json.status_code == 200 and as_json.json()["caption"] == body["caption"]
     assert caption_client.get("/v1/models").json()["model"]["caption_head"] is True
+    paths = caption_client.get("/openapi.json").json()["paths"]
+    assert set(paths["/v1/caption"]["post"]["requestBody"]["content"]) == {"multipart/form-data", "application/json"}
 
 
 def test_grounded_boxes_are_in_upload_pixels(caption_client, monkeypatch):
