@@ -167,13 +167,23 @@ def _unmap_key(key: str, head: HeadConfig) -> str | None:
     return None
 
 
-def export_official_state_dict(model: GLIP) -> dict[str, torch.Tensor]:
+# Our GLIPv2 parts (module name -> what it is), which the official GLIP code has no names for.
+GLIPV2_PARTS = {"pretraining_heads": "pre-training heads (inter-image projections, MLM head)",
+                "mask_head": "language-aware mask head"}
+
+
+def export_official_state_dict(model: GLIP, detector_only: bool = False) -> dict[str, torch.Tensor]:
     """Our model's weights under the official names (no ``module.`` prefix), as an official file has
     them: with the anchor templates ``rpn.anchor_generator.cell_anchors.{i}`` and a zero vestigial
     ``rpn.head.cls_logits`` conv. Tensors share storage with the model.
 
     The names come from inverting the official->ours rules; every result is mapped forward again
     and must give back our key, so the two directions cannot drift apart.
+
+    GLIPv2's pre-training heads and mask head (`GLIPV2_PARTS`) have no official names (Microsoft
+    released no GLIPv2 code to name them): a model with them is a `CheckpointError` saying which,
+    unless ``detector_only``, which writes the detector alone (what official GLIP can load) and
+    leaves them out.
 
     Example:
         >>> state = export_official_state_dict(GLIP(get_config("glip-tiny")))
@@ -183,8 +193,16 @@ def export_official_state_dict(model: GLIP) -> dict[str, torch.Tensor]:
     if config.head.alignment_skip:
         raise CheckpointError("this model has head.alignment_skip, which official GLIP does not have: it cannot be "
                               "written in the official format (save it with save_glip instead)")
+    parts = [name for name in GLIPV2_PARTS if getattr(model, name, None) is not None]
+    if parts and not detector_only:
+        described = "; ".join(f"{name}: {GLIPV2_PARTS[name]}" for name in parts)
+        raise CheckpointError(f"this model has GLIPv2 parts the official GLIP format has no names for ({described}): "
+                              "export the detector alone (export_official_state_dict(model, detector_only=True)), "
+                              "or keep everything in our format with save_glip")
     exported: dict[str, torch.Tensor] = {}
     for key, value in model.state_dict().items():
+        if key.split(".", 1)[0] in parts:
+            continue  # detector_only: left out, see above
         official = _unmap_key(key, config.head)
         if official is None or map_official_key(official, config.head) != key:
             raise CheckpointError(f"no official name for our key {key} (got {official})")

@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "(default: EMA when the run kept one)")
     convert.add_argument("--dtype", choices=["float16", "float32"], default=None,
                          help="stored floating-point type (default: the model's, float32)")
+    convert.add_argument("--keep-pretraining-heads", action="store_true",
+                         help="training checkpoints: keep GLIPv2's training-only pre-training heads (inter-image "
+                              "projections, MLM head) for continued pre-training (default: left out)")
     convert.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     _add_common(convert)
     return parser
@@ -170,7 +173,8 @@ def run_convert(args: argparse.Namespace) -> int:
 
         if args.config is not None:
             raise ValueError("--config checks official checkpoints; a training checkpoint stores its model config")
-        path = export_training_checkpoint(source, output, use_ema=args.ema, dtype=dtype)
+        path = export_training_checkpoint(source, output, use_ema=args.ema, dtype=dtype,
+                                          keep_pretraining_heads=args.keep_pretraining_heads)
         print(f"converted training checkpoint {source} -> {path} and {path.with_suffix('.json')}")
         return 0
     from glip.checkpoint import load_official, save_glip
@@ -178,6 +182,9 @@ def run_convert(args: argparse.Namespace) -> int:
     if args.ema is not None:
         raise ValueError(f"--ema/--no-ema choose the weights of a training checkpoint (.pt); {source.name} is "
                          "read as an official checkpoint")
+    if args.keep_pretraining_heads:
+        raise ValueError(f"--keep-pretraining-heads applies to training checkpoints (.pt); {source.name} is read "
+                         "as an official checkpoint, which has no GLIPv2 pre-training heads")
     model = load_official(source, args.config)
     path = save_glip(model, output, {"source": source.name}, dtype=dtype)
     print(f"converted {source} ({model.config.name}) -> {path} and {path.with_suffix('.json')}")
@@ -195,6 +202,9 @@ DELEGATED = {
     "caption": ("glip.captioning.cli", "describe pictures with a model's caption head (--grounded: box its phrases)"),
     "caption-train": ("glip.captioning.train_cli", "train a caption head from a YAML config"),
     "caption-eval": ("glip.captioning.eval_cli", "caption a caption file's images and print BLEU-4 and CIDEr"),
+    "vqa": ("glip.vqa_cli", "answer questions about images (a model with a VQA head)"),
+    "vqa-train": ("glip.training.vqa_train_cli", "fine-tune a VQA answer head on VQA2.0 or JSON Lines questions"),
+    "vqa-eval": ("glip.evaluation.vqa_cli", "VQA accuracy overall and per question type"),
 }
 
 

@@ -39,7 +39,7 @@ import torch
 from glip.images import ImageBatch
 from glip.modeling.glip import GLIP, GLIPOutput, ImageFeatures
 from glip.modeling.head import HeadOutput
-from glip.modeling.mask_head import phrase_features
+from glip.modeling.mask_head import paste_masks, phrase_features
 from glip.modeling.postprocess import Detections, PostProcessor
 from glip.prompts import PromptChunk
 
@@ -74,6 +74,16 @@ class MaskedDetections:
 
     def select(self, keep: torch.Tensor) -> "MaskedDetections":
         return MaskedDetections(self.detections.select(keep), self.mask_logits[keep])
+
+    def encoded_masks(self, height: int, width: int) -> Iterator[tuple[dict, int]]:
+        """Each detection's mask pasted into the ``height`` x ``width`` original image, in order, as
+        (COCO RLE, area in pixels), one at a time (memory: one image-sized mask whatever their number)."""
+        from glip.data.masks import mask_to_rle
+
+        for index in range(len(self)):
+            mask = paste_masks(self.mask_logits[index:index + 1], self.detections.boxes[index:index + 1],
+                               height, width)[0].cpu().numpy()  # [height, width] bool
+            yield mask_to_rle(mask), int(mask.sum())
 
 
 def _select_images(features: ImageFeatures, indices: list[int], batch_size: int) -> ImageFeatures:

@@ -9,6 +9,10 @@ Example:
 Instance masks (a model with a mask head): ``predictor.detect(..., masks=True)`` gives each
 detection a ``segmentation``, a COCO RLE of the original image's size (``glip.data.rle_to_mask``
 decodes it).
+
+Visual question answering (a model with a VQA answer head, `glip vqa-train`):
+``predictor.answer(images, ["how many stars are there?"], top_k=3)`` gives, per image, each
+question's best answers with their scores (`glip.answering.ImageAnswers`).
 """
 
 from __future__ import annotations
@@ -26,16 +30,17 @@ from tqdm.auto import tqdm
 
 from glip.adapters import Adapter, AdapterError, AdapterSwitch, load_adapter
 from glip.captioner import CaptionPhrase, Captioner, ImageCaption, caption_noun_phrases
+from glip.answering import ImageAnswers, QuestionAnswerer, check_questions
 from glip.checkpoint import load_glip, load_official
 from glip.distributed import resolve_device
 from glip.engine import NO_MASK_HEAD, DetectionCancelled, DetectionEngine, MaskedDetections
 from glip.hub import OFFICIAL_WEIGHTS, resolve_weights
 from glip.images import ImageSource, load_image, prepare_images
 from glip.modeling.glip import GLIP
-from glip.modeling.mask_head import paste_masks
 from glip.modeling.postprocess import Detections, one_name_per_object
 from glip.prompts import PromptChunk, build_caption_prompt, chunk_caption_prompt, chunk_class_names, tokenize_prompt
 from glip.tokenizer import load_tokenizer
+from glip.vqa_head_files import NO_VQA_HEAD, head_path_for, load_vqa_head
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +93,7 @@ class GLIPPredictor:
         self.max_length = model.config.text.max_length
         self.adapters: dict[str, Adapter] = {}
         self._switch: AdapterSwitch | None = None  # built on the first adapter (fingerprints the base)
+        self.answerer: QuestionAnswerer | None = None  # with a VQA answer head (`load_vqa_head`)
 
     # ------------------------------------------------------------------ adapters
     def add_adapter(self, adapter: Adapter | str | os.PathLike, name: str | None = None) -> Adapter:
@@ -139,7 +145,54 @@ class GLIPPredictor:
             path = resolve_weights(str(path_or_name))  # raises with the list of known names
         model = load_glip(path, config) if path.suffix == ".safetensors" or path.is_dir() else load_official(path, config)
         logger.info("loaded %s (%s)", path, model.config.name)
-        return cls(model, device)
+        predictor = cls(model, device)
+        if head_path_for(path).is_file():  # a VQA answer head written beside the model (glip vqa-train)
+            predictor.load_vqa_head(head_path_for(path))
+        return predictor
+
+    # ------------------------------------------------------------------ questions
+    def load_vqa_head(self, path: str | os.PathLike, check_base: bool = True) -> None:
+        """Use the VQA answer head of ``path`` (``*.vqa.safetensors`` and its ``.json`` vocabulary),
+        checked against this model (`glip.vqa_head_files.load_vqa_head`)."""
+        head, vocabulary = load_vqa_head(path, self.model, check_base)
+        self.answerer = QuestionAnswerer(self.model, head, vocabulary, self.tokenizer)
+        logger.info("VQA head %s (%d answers)", path, len(vocabulary))
+
+    @torch.inference_mode()
+    def answer(self, images: Sequence[ImageSource] | ImageSource, questions: Sequence[str], top_k: int = 5,
+               batch_size: int = 1, cancelled: Callable[[], bool] | None = None) -> list[ImageAnswers]:
+        """Ask every question of every image.
+
+        Args:
+            images: paths, PIL images or HxWx3 RGB arrays (one or a list).
+            questions: everyday English questions, each within the model's token window.
+            top_k: answers kept per question, best first (at most the vocabulary's size).
+            batch_size: images per forward pass, at least 1.
+            cancelled: polled between questions; True stops with `glip.engine.DetectionCancelled`.
+
+        Raises:
+            ValueError: a model without a VQA head, no or an empty question, one longer than the window.
+        """
+        if self.answerer is None:
+            raise ValueError(NO_VQA_HEAD)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
+        single = not isinstance(images, (list, tuple))
+        sources = [images] if single else list(images)
+        if not sources:
+            raise ValueError("no images given")
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"top_k must be a whole number of at least 1, got {top_k!r}")
+        questions = check_questions(questions, self.tokenizer, self.max_length)  # before any image is read
+        results = []
+        for start in range(0, len(sources), batch_size):
+            batch_sources = sources[start:start + batch_size]
+            batch = prepare_images(batch_sources, self.model.config.input).to(self.device)
+            per_image = self.answerer.answer(batch, questions, top_k, cancelled)
+            for source, (h0, w0), qa in zip(batch_sources, batch.original_sizes, per_image):
+                results.append(ImageAnswers(os.fspath(source) if isinstance(source, (str, os.PathLike)) else None,
+                                            w0, h0, qa))
+        return results
 
     # ------------------------------------------------------------------ prompts
     def build_prompts(self, classes: Sequence[str] | None = None, caption: str | None = None,
@@ -314,16 +367,9 @@ def _rows_of(subset: Detections, detections: Detections) -> torch.Tensor:
 
 
 def _add_masks(result: ImageDetections, found: MaskedDetections) -> None:
-    """Paste each detection's mask into the original image and store it as COCO RLE, one detection
-    at a time (memory: one image-sized mask, whatever the number of detections)."""
-    from glip.data.masks import mask_to_rle
-
-    boxes = found.detections.boxes
-    for index, detection in enumerate(result.detections):
-        mask = paste_masks(found.mask_logits[index:index + 1], boxes[index:index + 1], result.height, result.width)
-        mask = mask[0].cpu().numpy()  # [height, width] bool
-        detection.segmentation = mask_to_rle(mask)
-        detection.mask_area = int(mask.sum())
+    """Each detection's mask in the original image as COCO RLE (`MaskedDetections.encoded_masks`)."""
+    for detection, (rle, area) in zip(result.detections, found.encoded_masks(result.height, result.width)):
+        detection.segmentation, detection.mask_area = rle, area
 
 
 def _to_detections(detections: Detections, phrases: list[str]) -> list[Detection]:

@@ -18,9 +18,13 @@ def _changed_later(ids: torch.Tensor, position: int) -> torch.Tensor:
     return other
 
 
-@pytest.fixture(scope="module")
-def model():
-    return caption_glip()
+@pytest.fixture(scope="module", params=["reassociated", "direct"])
+def model(request):
+    """The caption model with its fusion attention in either order (the causal mode works in both)."""
+    glip = caption_glip()
+    for block in glip.head.blocks:
+        block.fusion.attn.order = request.param
+    return glip
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,8 @@
 Uploads the shapes scene, presses Detect, checks that boxes are drawn and listed, and saves a
 screenshot; with a model that has a mask head, checks that ticking "masks" draws each detection's
 mask (and that the box is unavailable for the default model, which has none); with a model that has
-a caption head, presses Describe and checks the caption and its phrase boxes. It saves the
+a caption head, presses Describe and checks the caption and its phrase boxes; with a model that
+has a VQA head, that a question typed in the question box gets its answers listed. It saves the
 screenshot (to the test's temporary folder; with ``GLIP_UPDATE_SCREENSHOT=1`` to
 docs/serving-screenshot.png, the picture of the README). Skips only where Chromium or chromedriver
 is missing.
@@ -80,6 +81,7 @@ def test_page_detects_and_draws_boxes(browser, server_url, tmp_path):
     assert phrases & {"star", "square", "hexagon", "cross"}, phrases
     assert (canvas.get_property("width"), canvas.get_property("height")) == (512, 512)  # the 320 px scene, enlarged
     assert not browser.find_element(By.ID, "masks-input").is_enabled()  # glip-nano has no mask head
+    assert not browser.find_element(By.ID, "question-input").is_enabled()  # nor a VQA head
     assert canvas.get_attribute("data-masks-drawn") == "0"
     # A small PNG for the docs: the page as seen, reduced to a palette.
     picture = Image.open(io.BytesIO(browser.get_screenshot_as_png())).convert("RGB")
@@ -163,3 +165,45 @@ def test_page_describes_the_picture(browser, caption_server_url, server_url):
     assert isinstance(caption, str)  # a random model's caption may be empty
     rows = browser.find_elements(By.CSS_SELECTOR, "#detections tbody tr")
     assert len(rows) == int(browser.find_element(By.ID, "canvas").get_attribute("data-boxes-drawn"))
+
+
+@pytest.fixture(scope="module")
+def vqa_server_url(tmp_path_factory):
+    """uvicorn serving a random glip-tiny with a VQA head (`vqa_model.save_vqa_glip`) at a 64 px input."""
+    import dataclasses
+
+    from glip.predictor import GLIPPredictor
+    from glip.serving.app import create_app
+    from vqa_model import save_vqa_glip
+
+    predictor = GLIPPredictor.from_pretrained(save_vqa_glip(tmp_path_factory.mktemp("vqa") / "m.safetensors"),
+                                              device="cpu")
+    predictor.model.config.input = dataclasses.replace(predictor.model.config.input, min_size=64, max_size=64)
+    with uvicorn_server(create_app(predictor)) as port:
+        yield f"http://127.0.0.1:{port}"
+
+
+def test_page_answers_a_question(browser, vqa_server_url):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from vqa_model import ANSWERS
+
+    browser.get(vqa_server_url + "/")
+    WebDriverWait(browser, 10).until(lambda d: "glip-tiny" in d.find_element(By.ID, "model-info").text)
+    question = browser.find_element(By.ID, "question-input")
+    assert question.is_enabled()
+    browser.find_element(By.ID, "image-input").send_keys(str(SCENE))
+    ask = browser.find_element(By.ID, "ask-button")
+    WebDriverWait(browser, 10).until(lambda d: ask.is_enabled())
+    question.clear()
+    question.send_keys("how many stars are there?")
+    ask.click()
+    WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#answers tbody tr")
+                                     or "error" in d.find_element(By.ID, "vqa-status").get_attribute("class"))
+    status = browser.find_element(By.ID, "vqa-status")
+    assert "error" not in status.get_attribute("class"), status.text
+    rows = browser.find_elements(By.CSS_SELECTOR, "#answers tbody tr")
+    cells = [row.find_elements(By.TAG_NAME, "td") for row in rows]
+    assert len(rows) == 3 and cells[0][0].text == "how many stars are there?"
+    assert {c[1].text for c in cells} <= set(ANSWERS) and status.text.startswith("Answer: " + cells[0][1].text)

@@ -11,8 +11,9 @@
   category is never skipped (annotations and prompts refer to it);
 - annotations: a known ``image_id`` and ``category_id``, a ``bbox`` ``[x, y, w, h]`` of four
   finite numbers with ``w, h >= 0``, ``iscrowd`` 0 or 1 (missing: 0), ``area`` a number (missing:
-  ``w * h``), a ``segmentation`` (optional; polygons or RLE of the image's size, checked without
-  decoding by `glip.data.masks.check_segmentation`; ``[]`` counts as none);
+  ``w * h``), a ``segmentation`` (optional; polygons or RLE of the image's size, not empty and
+  inside its box, checked without decoding by `glip.data.masks.read_segmentation`; ``[]`` counts
+  as none);
 - LVIS federated fields of an image, ``neg_category_ids`` and ``not_exhaustive_category_ids``:
   lists of known category ids (a file with the second needs the first).
 
@@ -316,5 +317,6 @@ def _annotation(ann: dict, source: str, known_categories: set | None,
     return CocoAnnotation(
         id=ann.get("id"), image_id=ann["image_id"], category_id=category_id, bbox=bbox,
         area=float(area) if is_number(area) else bbox[2] * bbox[3], iscrowd=bool(iscrowd), source=source,
-        segmentation=read_segmentation(ann, *size), record=ann,
+        segmentation=read_segmentation(ann, *size, box=(bbox[0], bbox[1], bbox[0] + bbox[2], bbox[1] + bbox[3])),
+        record=ann,
     )

@@ -47,7 +47,7 @@ import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 from glip.data.base import GroundingDatasetBase
-from glip.data.coco_json import CocoAnnotation, CocoImage, read_coco, read_json_file, xywh_to_xyxy
+from glip.data.coco_json import CocoAnnotation, CocoImage, is_number, read_coco, read_json_file, xywh_to_xyxy
 from glip.data.masks import check_segmentation, read_segmentation
 from glip.data.packing import CaptionPacker, CaptionPacking
 from glip.data.sample import STREAM_PACKING, GroundingSample, Span, derive_rng
@@ -111,15 +111,20 @@ def _locate_phrase(caption: str, phrase: object) -> list[Span]:
     return [match.span()]
 
 
-def _region_segmentations(region: dict, num_boxes: int, width: int | None, height: int | None) -> list[object]:
-    """The checked segmentation of each box of a region (None where it has none)."""
-    if num_boxes == 1 or region.get("segmentation") in (None, []):
-        return [read_segmentation(region, width, height)] * num_boxes
+def _region_segmentations(region: dict, boxes: list, width: int | None, height: int | None) -> list[object]:
+    """The checked segmentation of each box of a region (None where it has none), each inside its
+    box when the box is four numbers (a malformed box is reported with the boxes)."""
+    def box_of(box: object) -> object:
+        well_formed = isinstance(box, (list, tuple)) and len(box) == 4 and all(is_number(v) for v in box)
+        return box if well_formed else None
+
+    if len(boxes) == 1 or region.get("segmentation") in (None, []):
+        return [read_segmentation(region, width, height, box_of(box)) for box in boxes]
     segmentations = region["segmentation"]
-    if not isinstance(segmentations, list) or len(segmentations) != num_boxes:
-        raise DataError(f"segmentation: a region with {num_boxes} boxes needs a list of {num_boxes} "
+    if not isinstance(segmentations, list) or len(segmentations) != len(boxes):
+        raise DataError(f"segmentation: a region with {len(boxes)} boxes needs a list of {len(boxes)} "
                         "segmentations, one per box", "bad segmentation")
-    return [read_segmentation({"segmentation": s}, width, height) for s in segmentations]
+    return [read_segmentation({"segmentation": s}, width, height, box_of(box)) for s, box in zip(segmentations, boxes)]
 
 
 def _odvg_regions(grounding: dict, caption: str, width: int | None = None,
@@ -141,7 +146,7 @@ def _odvg_regions(grounding: dict, caption: str, width: int | None = None,
                 spans = _locate_phrase(caption, region.get("phrase"))
             boxes = _as_box_list(region["bbox"])
             pairs.extend((spans, box) for box in boxes)
-            segmentations.extend(_region_segmentations(region, len(boxes), width, height))
+            segmentations.extend(_region_segmentations(region, boxes, width, height))
         return pairs, segmentations
     phrases = grounding.get("phrases")
     if not isinstance(phrases, list):

@@ -2,9 +2,9 @@
 
 A COCO ``segmentation`` is one of:
 
-- **polygons**: a list of polygons, each a flat list ``[x1, y1, x2, y2, ...]`` in the image's
-  continuous pixel coordinates; a polygon of fewer than three points has no area and is left out
-  (as detectron2 does), and a list of only such polygons counts as no segmentation;
+- **polygons**: a list of polygons, each a flat list ``[x1, y1, x2, y2, ...]`` of at least
+  three points in the image's continuous pixel coordinates, inside the image (within the boxes'
+  1-pixel tolerance) when its size is known;
 - **RLE**: ``{"size": [height, width], "counts": ...}`` with ``counts`` either the compressed
   string of pycocotools (``mask.encode``) or the uncompressed list of run lengths (COCO crowd
   annotations), runs alternating background / object, column-major, starting with background.
@@ -14,6 +14,13 @@ takes the readers' error path (`glip.data.validation.RecordErrors`); decoding wa
 sample is read (`decode_masks`), so a dataset holds only the file's small segmentations in
 memory. The counts are checked to sum to ``height * width`` before pycocotools sees them: its
 decoder writes past its buffer otherwise.
+
+A ground-truth mask (`read_segmentation`, the readers' entry) must also be of its object: not
+empty (zero area) and inside its box (its extent within the box grown by `MASK_BOX_TOLERANCE`).
+A mask that fails this would teach the mask head a wrong target, so it is a record fault, never
+trained on quietly. Both come from the polygon coordinates or pycocotools' RLE area and bounding
+box, still without decoding. (Predicted masks are checked with `check_segmentation` only: a model
+may predict an empty mask.)
 
 Example:
     >>> mask = np.zeros((4, 6), dtype=bool)
@@ -33,9 +40,13 @@ from collections.abc import Sequence
 import numpy as np
 from pycocotools import mask as coco_mask
 
-from glip.data.validation import DataError
+from glip.data.validation import BOX_TOLERANCE, DataError
 
 MIN_POLYGON_COORDINATES = 6  # three points: fewer have no area (and pycocotools reads 4 numbers as a box)
+# How far (pixels, and share of the box's side) a ground-truth mask's extent may pass its box: a box
+# drawn around a mask agrees with it to a pixel (RLE masks are whole pixels, boxes are continuous);
+# a mask of another object, or in other coordinates, passes it by far more.
+MASK_BOX_TOLERANCE = (2.0, 0.1)
 
 
 def mask_to_rle(mask: np.ndarray) -> dict:
@@ -53,15 +64,30 @@ def rle_to_mask(rle: dict) -> np.ndarray:
     return decode_segmentation(rle, height, width)
 
 
-def read_segmentation(record: dict, width: int | None, height: int | None) -> object | None:
-    """A record's checked ``segmentation``, or None when it has none (missing, ``null`` or ``[]``:
-    box-only files often write an empty list)."""
+def read_segmentation(record: dict, width: int | None, height: int | None,
+                      box: Sequence[float] | None = None) -> object | None:
+    """A ground-truth record's checked ``segmentation``, or None when it has none (missing,
+    ``null`` or ``[]``: box-only files often write an empty list).
+
+    Args:
+        width, height: the image's size if known (RLE must have it, polygons must lie inside it).
+        box: the record's box ``x1, y1, x2, y2`` in pixels, if known: the mask must not be empty
+            and must lie inside it (see the module docstring).
+
+    Raises:
+        DataError: kind ``"bad segmentation"`` (malformed), ``"empty mask"``, ``"mask outside its
+            box"``.
+    """
     segmentation = record.get("segmentation")
     if segmentation is None or (isinstance(segmentation, list) and not segmentation):
         return None
     check_segmentation(segmentation, width, height)
-    if isinstance(segmentation, list) and not _polygons(segmentation):
-        return None
+    extent = _extent(segmentation)  # None: an empty mask
+    if extent is None:
+        raise DataError("segmentation: the mask is empty (no area): give the object's outline, or no "
+                        "segmentation for a box without a mask", "empty mask")
+    if box is not None:
+        _check_inside_box(extent, box)
     return segmentation
 
 
@@ -82,7 +108,7 @@ def check_segmentation(segmentation: object, width: int | None, height: int | No
         if not segmentation:
             raise _fault("polygon list is empty")
         for polygon in segmentation:
-            _check_polygon(polygon)
+            _check_polygon(polygon, width, height)
     else:
         raise _fault(f"segmentation of type {type(segmentation).__name__}: give polygons (a list of "
                      "[x1, y1, x2, y2, ...]) or RLE ({'size': [h, w], 'counts': ...})")
@@ -106,9 +132,7 @@ def _pycocotools_rle(segmentation: object, height: int, width: int) -> dict:
     """A segmentation as pycocotools' compressed RLE (``counts`` bytes), checked first."""
     check_segmentation(segmentation, width, height)
     if isinstance(segmentation, list):
-        polygons = _polygons(segmentation)
-        if not polygons:  # only area-less polygons: an empty mask
-            return coco_mask.encode(np.zeros((height, width), dtype=np.uint8, order="F"))
+        polygons = [[float(v) for v in polygon] for polygon in segmentation]
         rle = coco_mask.merge(coco_mask.frPyObjects(polygons, height, width))
     elif isinstance(segmentation["counts"], list):
         rle = coco_mask.frPyObjects(segmentation, height, width)
@@ -179,17 +203,50 @@ def _decompress_counts(text: str) -> list[int]:
     return runs
 
 
-def _polygons(segmentation: list) -> list[list[float]]:
-    """The polygons with an area (at least three points), as floats."""
-    return [[float(v) for v in polygon] for polygon in segmentation if len(polygon) >= MIN_POLYGON_COORDINATES]
+def _extent(segmentation: object) -> tuple[float, float, float, float] | None:
+    """A checked segmentation's extent ``x1, y1, x2, y2`` (continuous pixels), None when it has no area."""
+    if isinstance(segmentation, list):
+        points = [np.asarray(polygon, dtype=np.float64).reshape(-1, 2) for polygon in segmentation]  # [P, 2] each
+        # shoelace area of each polygon: collinear or repeated points enclose nothing
+        if not any(abs(np.dot(p[:, 0], np.roll(p[:, 1], -1)) - np.dot(p[:, 1], np.roll(p[:, 0], -1))) > 0
+                   for p in points):
+            return None
+        stacked = np.concatenate(points)
+        return (*stacked.min(axis=0).tolist(), *stacked.max(axis=0).tolist())
+    height, width = _rle_size(segmentation)
+    rle = _pycocotools_rle(segmentation, height, width)
+    if int(coco_mask.area(rle)) == 0:
+        return None
+    x, y, w, h = (float(v) for v in coco_mask.toBbox(rle))  # the pixels' extent
+    return x, y, x + w, y + h
 
 
-def _check_polygon(polygon: object) -> None:
+def _check_inside_box(extent: tuple[float, float, float, float], box: Sequence[float]) -> None:
+    x1, y1, x2, y2 = (float(v) for v in box)
+    pixels, share = MASK_BOX_TOLERANCE
+    grow_x, grow_y = pixels + share * max(x2 - x1, 0.0), pixels + share * max(y2 - y1, 0.0)
+    if extent[0] < x1 - grow_x or extent[1] < y1 - grow_y or extent[2] > x2 + grow_x or extent[3] > y2 + grow_y:
+        shown = ", ".join(f"{v:g}" for v in extent)
+        raise DataError(f"segmentation: the mask spans [{shown}], beyond its box [{x1:g}, {y1:g}, {x2:g}, {y2:g}] "
+                        "(x1, y1, x2, y2): the mask is not of this box's object", "mask outside its box",
+                        "check that the mask and the box are of the same object, in the same image coordinates")
+
+
+def _check_polygon(polygon: object, width: int | None, height: int | None) -> None:
     if not isinstance(polygon, list) or not polygon or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in polygon):
         raise _fault(f"polygon {_short(polygon)} is not a non-empty list of finite numbers [x1, y1, x2, y2, ...]")
     if len(polygon) % 2:
         raise _fault(f"polygon of {len(polygon)} numbers: give (x, y) pairs")
+    if len(polygon) < MIN_POLYGON_COORDINATES:
+        raise _fault(f"polygon {_short(polygon)} has {len(polygon) // 2} point{'s' if len(polygon) > 2 else ''}: a "
+                     "polygon needs at least 3 (remove it, or give the object's outline)")
+    if width is not None and height is not None:
+        xs, ys = polygon[0::2], polygon[1::2]
+        if min(xs) < -BOX_TOLERANCE or min(ys) < -BOX_TOLERANCE or max(xs) > width + BOX_TOLERANCE \
+                or max(ys) > height + BOX_TOLERANCE:
+            raise _fault(f"polygon {_short(polygon)} lies outside the {width}x{height} image (beyond the "
+                         f"{BOX_TOLERANCE:g}-pixel tolerance)")
 
 
 def _short(value: object, limit: int = 60) -> str:

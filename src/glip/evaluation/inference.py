@@ -5,7 +5,8 @@ AP protocols need. Detection: the categories' prompt is split into chunks (`glip
 per batch of images the image side (Swin + FPN) runs once and each chunk runs only the text side and
 the fused head; candidates of all chunks go through one class-aware NMS and the per-image cap.
 ``reuse_image_features=False`` re-runs the whole model per chunk, as the official LVIS evaluation
-does; the detections are the same, only slower.
+does; the detections are the same, only slower. ``masks=True`` (a model with a mask head) adds each
+detection's instance mask, for mask AP.
 
 Grounding: each record has its own caption, so a batch stacks one prompt per image.
 
@@ -31,6 +32,7 @@ from tqdm.auto import tqdm
 from glip.evaluation.common import EvaluationError, examples
 from glip.evaluation.detection_data import DetectionDataset, ImageInfo
 from glip.distributed import DistributedContext
+from glip.engine import NO_MASK_HEAD
 from glip.evaluation.grounding_data import GroundingDataset, GroundingRecord
 from glip.evaluation.predictions import xyxy_to_detection_bbox, xyxy_to_grounding_bbox
 from glip.evaluation.prompts import build_category_chunks
@@ -109,37 +111,56 @@ def _raise_size_faults(faults: list[str], source: str) -> None:
 @torch.inference_mode()
 def predict_detections(predictor: GLIPPredictor, dataset: DetectionDataset, images: Sequence[ImageInfo] | None = None,
                        batch_size: int = 1, max_detections: int = 100, reuse_image_features: bool = True,
-                       progress: bool = False, context: DistributedContext | None = None) -> InferenceOutput:
+                       progress: bool = False, context: DistributedContext | None = None,
+                       masks: bool = False) -> InferenceOutput:
     """COCO-results predictions of the model for ``images`` (default: all the dataset's images).
 
     Args:
         max_detections: per image, over all categories (after NMS).
         reuse_image_features: run the image side once per batch (False: once per prompt chunk).
         context: the process group under torchrun; every rank gets all predictions back.
+        masks: also each detection's instance mask from the model's mask head, in the same forward
+            pass (`glip.engine.DetectionEngine.detect_with_masks`, the same detections), as
+            ``segmentation`` (COCO RLE of the image's size).
+
+    Raises:
+        EvaluationError: ``masks`` and the model has no mask head.
     """
     context = context or DistributedContext()
     images = list(dataset.images if images is None else images)
     if not images:
         raise EvaluationError(f"{dataset.source}: no images to run the model on")
+    if masks and predictor.model.mask_head is None:
+        raise EvaluationError(NO_MASK_HEAD.replace("leave masks off", "evaluate boxes alone"))
     chunks = build_category_chunks([c.prompt for c in dataset.categories], predictor.tokenizer, predictor.max_length)
     category_ids = dataset.category_ids
 
     def run_batch(batch_images: list[ImageInfo]) -> tuple[list[dict], list[str]]:
         loaded = [_load_eval_image(dataset.image_path(i), i.width, i.height) for i in batch_images]
         batch = prepare_images([pixels for pixels, _ in loaded], predictor.model.config.input).to(predictor.device)
+        if masks:
+            found = predictor.engine.detect_with_masks(batch, chunks, max_detections,
+                                                       image_side_once=reuse_image_features)
+            per_image = [item.detections for item in found]
+        else:
+            per_image = predictor.engine.detect(batch, chunks, max_detections, image_side_once=reuse_image_features)
         predictions = []
-        per_image = predictor.engine.detect(batch, chunks, max_detections, image_side_once=reuse_image_features)
-        for image, detections in zip(batch_images, per_image):
-            for box, score, label in zip(detections.boxes.tolist(), detections.scores.tolist(),
-                                         detections.labels.tolist()):
-                predictions.append({"image_id": image.id, "category_id": category_ids[int(label)],
-                                    "bbox": xyxy_to_detection_bbox(box), "score": float(score)})
+        for index, (image, detections) in enumerate(zip(batch_images, per_image)):
+            records = [{"image_id": image.id, "category_id": category_ids[int(label)],
+                        "bbox": xyxy_to_detection_bbox(box), "score": float(score)}
+                       for box, score, label in zip(detections.boxes.tolist(), detections.scores.tolist(),
+                                                    detections.labels.tolist())]
+            if masks:
+                height, width = batch.original_sizes[index]  # the annotations' frame (see _load_eval_image)
+                for record, (rle, _) in zip(records, found[index].encoded_masks(height, width)):
+                    record["segmentation"] = rle
+            predictions += records
         return predictions, [fault for _, fault in loaded if fault]
 
     predictions, faults, timing = _run_sharded(images, batch_size, context, progress, dataset.name, run_batch)
     _raise_size_faults(faults, dataset.source)
     timing.update(prompt_chunks=len(chunks), reuse_image_features=reuse_image_features,
-                  device=str(predictor.device), max_detections=max_detections)
+                  device=str(predictor.device), max_detections=max_detections, masks=masks)
     return InferenceOutput(predictions, timing)
 
 

@@ -105,16 +105,19 @@ def grounding_markdown(result: Any, level: int = 1) -> list[str]:
 
 def suite_markdown(result: Any) -> list[str]:
     lines = [f"# Suite: {result.name}", ""]
+    masks = any(getattr(item, "mask_metrics", None) is not None for item in result.results)
     rows = []
     for item in result.results:
         if item.task == "detection":
-            rows.append([item.name, "detection", percent(item.metrics.get("AP")), percent(item.metrics.get("AP50")),
-                         "", item.num_images])
+            mask_ap = [percent(item.mask_metrics.get("AP")) if item.mask_metrics is not None else ""] if masks else []
+            rows.append([item.name, "detection", percent(item.metrics.get("AP")), percent(item.metrics.get("AP50"))]
+                        + mask_ap + ["", item.num_images])
         else:
-            rows.append([item.name, "grounding", "", "", percent(item.metrics["any_box"].get("R@1")),
-                         item.num_records])
-    rows.append(["**mean**", "", f"**{percent(result.metrics['mean_AP'])}**", "", "", ""])
-    lines += _table(["dataset", "task", "AP", "AP50", "R@1 (any box)", "images"], rows, 2) + [""]
+            rows.append([item.name, "grounding", "", ""] + [""] * masks
+                        + [percent(item.metrics["any_box"].get("R@1")), item.num_records])
+    rows.append(["**mean**", "", f"**{percent(result.metrics['mean_AP'])}**", ""] + [""] * masks + ["", ""])
+    header = ["dataset", "task", "AP", "AP50"] + ["mask AP"] * masks + ["R@1 (any box)", "images"]
+    lines += _table(header, rows, 2) + [""]
     lines += _notes(result.notes)
     for item in result.results:
         lines += (detection_markdown(item, 2) if item.task == "detection" else grounding_markdown(item, 2))

@@ -77,6 +77,7 @@ def evaluate_detection(
     reuse_image_features: bool = True,
     progress: bool = False,
     context: DistributedContext | None = None,
+    masks: bool = False,
 ) -> DetectionResult | None:
     """Box AP of a model (``predictor``) or of a COCO results file / list (``predictions``); mask AP
     too when the predictions carry masks and the ground truth has them (see
@@ -88,12 +89,16 @@ def evaluate_detection(
         max_detections: per image when running the model (default 100 for COCO, 300 otherwise).
         skip_missing_images: evaluate on the images that are on disk instead of failing.
         reuse_image_features: image side once per batch rather than once per prompt chunk.
+        masks: run the model's mask head too, so that mask AP is reported beside box AP (a model
+            with a mask head, ground truth with masks).
 
     Returns:
         The result (with ``.predictions``), or ``None`` on a non-main rank.
     """
     if (predictor is None) == (predictions is None):
         raise ValueError("give either a predictor (to run the model) or predictions (a file or a list)")
+    if masks:
+        _check_masks_wanted(dataset, predictor)
     context = context or DistributedContext()
     protocol = protocol or default_protocol(dataset, fixed_ap, per_category_limit)
     images = dataset.images
@@ -105,7 +110,7 @@ def evaluate_detection(
 
         limit = max_detections or DEFAULT_MAX_DETECTIONS.get(protocol.name, 100)
         output = predict_detections(predictor, dataset, images, batch_size, limit, reuse_image_features, progress,
-                                    context)
+                                    context, masks)
         records, source, timing = output.predictions, "model predictions", output.timing
     else:
         records, source = _predictions_list(predictions)
@@ -122,6 +127,20 @@ def evaluate_detection(
     result = compute_detection_metrics(dataset, checked, protocol, image_ids)
     result.timing, result.predictions = timing, checked
     return result
+
+
+def _check_masks_wanted(dataset: DetectionDataset, predictor: Any) -> None:
+    """Mask AP asked of a model run: the model has a mask head and the ground truth has masks."""
+    if predictor is None:
+        raise EvaluationError("masks: mask AP of a predictions file comes from its own 'segmentation' fields; "
+                              "masks=True (--masks) runs the model's mask head and needs a model")
+    if getattr(predictor.model, "mask_head", None) is None:
+        from glip.engine import NO_MASK_HEAD
+
+        raise EvaluationError(NO_MASK_HEAD.replace("leave masks off", "evaluate boxes alone (without --masks)"))
+    if not any(annotation.get("segmentation") is not None for annotation in dataset.annotations):
+        raise EvaluationError(f"{dataset.source}: no ground-truth box has a 'segmentation', so there is no mask AP "
+                              "to compute: evaluate boxes alone (without --masks)")
 
 
 def evaluate_grounding(
@@ -212,7 +231,8 @@ def evaluate_suite(suite: Suite | str | os.PathLike, predictor: Any = None,
             allowed = {k: v for k, v in options.items() if k in _GROUNDING_OPTIONS}
             result = evaluate_grounding(dataset, run_model, source, **allowed)
         else:
-            allowed = {k: v for k, v in options.items() if k in _DETECTION_OPTIONS}
+            # masks: the model's mask head on the datasets it runs on; a predictions file's masks are its own
+            allowed = {k: v for k, v in options.items() if k in _DETECTION_OPTIONS and (k != "masks" or run_model)}
             if entry.fixed_ap is not None:
                 allowed["fixed_ap"] = entry.fixed_ap
             result = evaluate_detection(dataset, run_model, source, **allowed)
@@ -222,7 +242,7 @@ def evaluate_suite(suite: Suite | str | os.PathLike, predictor: Any = None,
 
 
 _DETECTION_OPTIONS = {"fixed_ap", "per_category_limit", "batch_size", "max_detections", "skip_missing_images",
-                      "reuse_image_features", "progress", "context"}
+                      "reuse_image_features", "progress", "context", "masks"}
 _GROUNDING_OPTIONS = {"ks", "iou_threshold", "batch_size", "max_detections", "skip_missing_images", "progress",
                       "context"}
 
@@ -250,6 +270,9 @@ def evaluate(dataset: str | os.PathLike | DetectionDataset | GroundingDataset | 
     if isinstance(dataset, GroundingDataset):
         if options.get("fixed_ap"):
             raise EvaluationError(f"{dataset.source}: fixed AP is a detection protocol; this is grounding data")
+        if options.get("masks"):
+            raise EvaluationError(f"{dataset.source}: mask AP is for detection data (COCO or LVIS JSON with "
+                                  "'segmentation'); this is grounding data: leave out --masks")
         allowed = {k: v for k, v in options.items() if k in _GROUNDING_OPTIONS}
         return evaluate_grounding(dataset, predictor, predictions, **allowed)
     allowed = {k: v for k, v in options.items() if k in _DETECTION_OPTIONS}

@@ -9,48 +9,24 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import deform_conv2d
+
+from glip.modeling.deform_conv import DEFORM_CONV_METHODS, deform_conv3x3
 
 
 def hard_sigmoid(x: torch.Tensor) -> torch.Tensor:
     return F.relu6(x + 3.0) / 6.0
 
 
-_TAP_Y = (0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0)
-_TAP_X = (0.0, 1.0, 2.0, 0.0, 1.0, 2.0, 0.0, 1.0, 2.0)
-
-
-def deform_conv3x3_sampled(x: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-                           stride: int, mask: torch.Tensor) -> torch.Tensor:
-    """Modulated 3x3 deformable conv (padding 1) by bilinear sampling + einsum.
-
-    Same result as torchvision's ``deform_conv2d`` (to float rounding): tap k = 3*i + j samples
-    x at (y*stride - 1 + i + offset[2k], x*stride - 1 + j + offset[2k+1]) with zeros outside the map,
-    scaled by mask[k]. On a CPU its backward pass is several times faster than torchvision's.
-    """
-    b, c, h, w = x.shape
-    out_h, out_w = offset.shape[-2:]
-    rows = torch.arange(out_h, dtype=x.dtype, device=x.device) * stride - 1
-    cols = torch.arange(out_w, dtype=x.dtype, device=x.device) * stride - 1
-    tap_y = torch.tensor(_TAP_Y, dtype=x.dtype, device=x.device)
-    tap_x = torch.tensor(_TAP_X, dtype=x.dtype, device=x.device)
-    shifts = offset.view(b, 9, 2, out_h, out_w)  # (dy, dx) per tap
-    y = rows[None, None, :, None] + tap_y[None, :, None, None] + shifts[:, :, 0]  # [B, 9, Ho, Wo]
-    x_pos = cols[None, None, None, :] + tap_x[None, :, None, None] + shifts[:, :, 1]
-    grid = torch.stack([x_pos * 2 / max(w - 1, 1) - 1, y * 2 / max(h - 1, 1) - 1], dim=-1)  # [B, 9, Ho, Wo, 2]
-    sampled = F.grid_sample(x, grid.view(b, 9 * out_h, out_w, 2), mode="bilinear", padding_mode="zeros",
-                            align_corners=True).view(b, c, 9, out_h, out_w)
-    sampled = sampled * mask.view(b, 1, 9, out_h, out_w)
-    out = torch.einsum("bckhw,ock->bohw", sampled, weight.view(weight.shape[0], c, 9))
-    return out + bias[None, :, None, None]
-
-
 class DeformConvNorm(nn.Module):
-    """3x3 modulated deformable conv (torchvision op) + GroupNorm."""
+    """3x3 modulated deformable conv + GroupNorm. `method`: "auto" (the faster formulation for the
+    device), "torchvision" or "sampled" (`glip.modeling.deform_conv`); all give the same result."""
 
-    def __init__(self, channels: int, stride: int, groups: int) -> None:
+    def __init__(self, channels: int, stride: int, groups: int, method: str = "auto") -> None:
         super().__init__()
+        if method not in DEFORM_CONV_METHODS:
+            raise ValueError(f"deformable conv method {method!r} is not one of {DEFORM_CONV_METHODS}")
         self.stride = stride
+        self.method = method
         self.conv = nn.Conv2d(channels, channels, 3, stride=stride, padding=1)  # holds weight/bias
         self.norm = nn.GroupNorm(groups, channels)
         nn.init.normal_(self.conv.weight, std=0.01)
@@ -58,17 +34,7 @@ class DeformConvNorm(nn.Module):
 
     def forward(self, x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """x: [B, C, H, W]; offset [B, 18, Ho, Wo] (dy, dx per tap); mask [B, 9, Ho, Wo]."""
-        weight, bias = self.conv.weight, self.conv.bias
-        if torch.is_grad_enabled() and x.device.type == "cpu" and min(x.shape[-2:]) > 1:
-            # Training on a CPU: the sampling formulation has a much faster backward pass.
-            out = deform_conv3x3_sampled(x, offset, weight, bias, self.stride, mask)
-        elif x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
-            # torchvision's op has no CPU autocast rule: run it in float32.
-            with torch.autocast("cpu", enabled=False):
-                out = deform_conv2d(x.float(), offset.float(), weight.float(), bias.float(), stride=self.stride,
-                                    padding=1, mask=mask.float())
-        else:
-            out = deform_conv2d(x, offset, weight, bias, stride=self.stride, padding=1, mask=mask)
+        out = deform_conv3x3(x, offset, self.conv.weight, self.conv.bias, self.stride, mask, self.method)
         return self.norm(out)
 
 

@@ -35,6 +35,24 @@ class GLIPOutput:
     anchors: list[torch.Tensor]  # per level [H_l*W_l, 4] xyxy in network-input pixels
 
 
+@dataclass
+class FusedFeatures:
+    """Image and text after every fusion block of the head, before any prediction layer: what the
+    understanding heads (VQA, captioning) read.
+
+    Attributes:
+        visual: per level P3..P7, the fused visual features [B, C, H_l, W_l] (after the last block).
+        text: the fused text features [B, L, D] (after the last block's fusion and text layer).
+        text_mask: [B, L] 1 on real tokens (incl. [CLS]/[SEP]), 0 on padding.
+        image: the image side's features (backbone stages, FPN levels), reusable across prompts.
+    """
+
+    visual: list[torch.Tensor]
+    text: torch.Tensor
+    text_mask: torch.Tensor
+    image: ImageFeatures
+
+
 class GLIP(nn.Module):
     def __init__(self, config: GLIPConfig) -> None:
         super().__init__()
@@ -113,3 +131,26 @@ class GLIP(nn.Module):
         first = image_features.stages[0] if self.config.head.alignment_skip else None  # [B, embed_dim, H/4, W/4]
         head = self.head(image_features.levels, text, first)
         return GLIPOutput(image=image_features, text=text, head=head, anchors=self.anchors(image_features.levels))
+
+    def fused_features(self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                       image_features: ImageFeatures | None = None) -> FusedFeatures:
+        """Image + tokens -> the fused visual and text features of the head's last block, without
+        the detection outputs (box regression, centerness, token logits).
+
+        Args:
+            images: [B, 3, H, W] normalised BGR, padded to multiples of 32 (not looked at when
+                ``image_features`` is given).
+            input_ids, attention_mask: [B, L], or [1, L] for one text shared by every image.
+            image_features: the image side of ``images``, to reuse across several texts.
+        """
+        if image_features is None:
+            image_features = self.encode_images(images)
+        batch = image_features.levels[0].shape[0]
+        if input_ids.shape[0] == 1 and batch > 1:
+            input_ids = input_ids.expand(batch, -1)  # [B, L]
+            attention_mask = attention_mask.expand(batch, -1)
+        text = self.encode_text(input_ids, attention_mask)
+        visual, hidden = list(image_features.levels), text.hidden
+        for block in self.head.blocks:
+            visual, hidden = block(visual, hidden, text.mask)
+        return FusedFeatures(visual=visual, text=hidden, text_mask=text.mask, image=image_features)

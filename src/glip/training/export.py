@@ -5,6 +5,13 @@ The model is built again from the checkpoint's config; frozen parameters the che
 come from the sources that config names (``model.weights``, ``model.init_from``, the pretrained text
 encoder) and are checked against the checkpoint's fingerprint of them.
 
+GLIPv2's pre-training heads (inter-image projections, MLM head: `glip.modeling.pretraining_heads`)
+serve training losses only, so the exported model leaves them out by default (its config without
+the ``pretraining`` section: a model for inference, as small as the detector);
+``keep_pretraining_heads=True`` keeps them, for continued pre-training from the file. The mask
+head is part of inference and always kept. (The final ``model.safetensors`` of a run keeps
+everything the run trained.)
+
 Example:
     >>> export_training_checkpoint("runs/x/checkpoints/step_00000800.pt", "x.safetensors",
     ...                            dtype=torch.float16)  # doctest: +SKIP
@@ -12,20 +19,32 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
 import torch
 
 from glip.checkpoint import save_glip
+from glip.config import PretrainingConfig
+from glip.modeling.glip import GLIP
 from glip.training import checkpointing
 from glip.training.starting_model import build_model
 from glip.training.train_config import ModelSection, TrainConfig
 
 logger = logging.getLogger(__name__)
 
+def drop_pretraining_heads(model: GLIP) -> GLIP:
+    """``model`` without its pre-training heads, in place: the modules and their config section go,
+    so that the model saves, loads and runs as one built without them (the detector is untouched)."""
+    if model.pretraining_heads is not None:
+        model.pretraining_heads = None
+        model.config = dataclasses.replace(model.config, pretraining=PretrainingConfig())
+    return model
+
+
 def export_training_checkpoint(checkpoint: str | Path, output: str | Path, use_ema: bool | None = None,
-                               dtype: torch.dtype | None = None) -> Path:
+                               dtype: torch.dtype | None = None, keep_pretraining_heads: bool = False) -> Path:
     """Write the weights of a training checkpoint in our model format; returns the output path.
 
     Args:
@@ -35,6 +54,8 @@ def export_training_checkpoint(checkpoint: str | Path, output: str | Path, use_e
             kept an EMA (None).
         dtype: the stored floating-point type (e.g. ``torch.float16`` for a smaller file); None
             keeps the model's.
+        keep_pretraining_heads: keep GLIPv2's training-only pre-training heads (for continued
+            pre-training); by default they are left out (see the module docstring).
     """
     checkpoint = Path(checkpoint)
     state = checkpointing.load_checkpoint(checkpoint)
@@ -54,6 +75,9 @@ def export_training_checkpoint(checkpoint: str | Path, output: str | Path, use_e
     checkpointing.restore_weights(model, weights, record, str(checkpoint))
     metadata = {"source": f"training checkpoint {checkpoint.name}", "step": str(state["step"]),
                 "weights": "ema" if ema else "model"}
+    if model.pretraining_heads is not None and not keep_pretraining_heads:
+        drop_pretraining_heads(model)
+        metadata["pretraining_heads"] = "left out (training only)"
     path = save_glip(model, output, metadata, dtype=dtype)
     logger.info("%s (step %s, %s weights) -> %s", checkpoint, state["step"], metadata["weights"], path)
     return path

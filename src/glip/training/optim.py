@@ -45,20 +45,23 @@ def freeze_parameters(model: nn.Module, prefixes: list[str]) -> int:
     return frozen
 
 
-def build_optimizer(model: nn.Module, config: OptimSection) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters: the language backbone at ``language_lr``, parameters
-    under a prefix of ``lr_multipliers`` at ``lr`` times its factor (group named ``lr:<prefix>``),
-    everything else at ``lr``. Each group remembers its name in ``group["name"]``."""
+def build_optimizer(model: nn.Module, config: OptimSection,
+                    language_prefix: str = LANGUAGE_PREFIX) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters: the language backbone (names under ``language_prefix``)
+    at ``language_lr``, parameters under a prefix of ``lr_multipliers`` at ``lr`` times its factor
+    (group named ``lr:<prefix>``), everything else at ``lr``. Each group remembers its name in
+    ``group["name"]``. ``language_prefix`` differs when the GLIP model sits inside another module
+    (``glip.text_encoder.`` in the VQA model)."""
     names = [name for name, _ in model.named_parameters()]
     for prefix in config.lr_multipliers:
-        if not any(_matches(name, prefix) for name in names) or prefix.startswith(LANGUAGE_PREFIX.rstrip(".")):
+        if not any(_matches(name, prefix) for name in names) or prefix.startswith(language_prefix.rstrip(".")):
             raise ValueError(f"optim.lr_multipliers: '{prefix}' matches no parameter outside the language backbone")
     language, other = [], []
     scaled: dict[str, list[nn.Parameter]] = {prefix: [] for prefix in config.lr_multipliers}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        if name.startswith(LANGUAGE_PREFIX):
+        if name.startswith(language_prefix):
             language.append(parameter)
             continue
         prefix = next((p for p in config.lr_multipliers if _matches(name, p)), None)

@@ -304,17 +304,17 @@ def _validate_pseudo_fields(dataset: DatasetSection, where: str, need: Callable[
     need(packing.max_negatives >= 1, f"{where}.packing.max_negatives must be >= 1")
 
 
-def apply_override(data: dict[str, Any], override: str, config_class: type | None = None) -> None:
+def apply_override(data: dict[str, Any], override: str, root: type | None = None) -> None:
     """Apply one ``a.b.c=value`` to a config dict in place; the value is read as YAML (``null``,
-    ``1e-3``, ``[1, 2]``). Integer parts index lists: ``data.datasets.0.weight=2``. ``config_class``:
-    the dataclass the dict describes (default `TrainConfig`)."""
+    ``1e-3``, ``[1, 2]``). Integer parts index lists: ``data.datasets.0.weight=2``. ``root``: the
+    dataclass the dict describes (default `TrainConfig`), whose fields the keys are checked against."""
     key, sep, text = override.partition("=")
     if not sep or not key.strip():
         raise TrainConfigError(f"override '{override}' is not key=value (e.g. optim.lr=1e-3)")
     value = yaml.safe_load(text) if text.strip() else None
     parts = key.strip().split(".")
     node: Any = data
-    cls: Any = config_class or TrainConfig  # the dataclass describing ``node`` (None inside free dicts and lists)
+    cls: Any = root or TrainConfig  # the dataclass describing ``node`` (None inside free dicts and plain lists)
     for depth, part in enumerate(parts):
         last = depth == len(parts) - 1
         path = ".".join(parts[:depth + 1])
@@ -368,9 +368,10 @@ def load_train_config(path: str | Path | None = None, overrides: list[str] | Non
             raise TrainConfigError(f"{path} must hold a mapping of sections ({', '.join(_section_names(config_class))})")
         data = loaded or {}
     if not isinstance(data.get("data", {}), dict):
-        raise TrainConfigError("'data' must be a mapping with a 'datasets' list")
+        listing = " with a 'datasets' list" if config_class is TrainConfig else ""
+        raise TrainConfigError(f"'data' must be a mapping{listing}")
     for override in overrides or []:
-        apply_override(data, override, config_class)
+        apply_override(data, override, root=config_class)
     return config_class.from_dict(data)
 
 

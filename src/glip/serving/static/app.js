@@ -3,11 +3,13 @@
 // detection's COCO RLE mask (rle.js decodes it) is drawn as a translucent fill under the boxes. The
 // canvas's data-boxes-drawn and data-masks-drawn attributes hold the number of boxes and masks drawn
 // by the last detection (used by the browser test). "Describe" (a model with a caption head) POSTs
-// /v1/caption with grounded=true, shows the caption and draws each noun phrase's box.
+// /v1/caption with grounded=true, shows the caption and draws each noun phrase's box. The question
+// box sends the picture and a question to POST /v1/vqa (a model with a VQA head) and lists the best
+// answers.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { file: null, image: null, busy: false, captionHead: false };
+const state = { file: null, image: null, busy: false, captionHead: false, vqa: false, asking: false };
 const DISPLAY_SIZE = 512;
 const MASK_ALPHA = 115;  // of 255, as glip.visualize.MASK_OPACITY (0.45)
 
@@ -116,6 +118,7 @@ function loadFile(file) {
     $("detect-button").disabled = false;
     $("describe-button").disabled = !state.captionHead;
     $("caption-output").textContent = "";
+    $("ask-button").disabled = !state.vqa;
     showImage([]);
     showTable([]);
     setStatus(`${image.naturalWidth}x${image.naturalHeight}: press Detect.`);
@@ -191,6 +194,54 @@ async function describe() {
   }
 }
 
+function showAnswers(qa) {
+  const body = $("answers").querySelector("tbody");
+  body.replaceChildren();
+  for (const item of qa) {
+    item.answers.forEach((a, i) => {
+      const row = body.insertRow();
+      row.className = "answer";
+      row.insertCell().textContent = i === 0 ? item.question : "";
+      row.insertCell().textContent = a.answer;
+      row.insertCell().textContent = a.score.toFixed(3);
+    });
+  }
+}
+
+function setVqaStatus(text, isError = false) {
+  $("vqa-status").textContent = text;
+  $("vqa-status").classList.toggle("error", isError);
+}
+
+async function ask() {
+  const question = $("question-input").value.trim();
+  if (!state.file || state.asking) return;
+  if (!question) {
+    setVqaStatus("Type a question first.", true);
+    return;
+  }
+  const form = new FormData();
+  form.append("image", state.file, state.file.name);
+  form.append("question", question);
+  form.append("top_k", "3");
+  state.asking = true;
+  $("ask-button").disabled = true;
+  setVqaStatus("Answering...");
+  try {
+    const response = await fetch("/v1/vqa", { method: "POST", body: form });
+    const body = await response.json().catch(() => ({ detail: response.statusText }));
+    if (!response.ok) throw new Error(`${response.status}: ${body.detail}`);
+    showAnswers(body.qa);
+    const best = body.qa[0].answers[0];
+    setVqaStatus(`Answer: ${best.answer} (${best.score.toFixed(2)})`);
+  } catch (error) {
+    setVqaStatus(error.message, true);
+  } finally {
+    state.asking = false;
+    $("ask-button").disabled = !state.file || !state.vqa;
+  }
+}
+
 async function loadModels() {
   try {
     const info = await (await fetch("/v1/models")).json();
@@ -201,6 +252,12 @@ async function loadModels() {
     if (!info.model.mask_head) {
       $("masks-input").disabled = true;
       $("masks-label").title = "this server's model has no mask head";
+    }
+    state.vqa = Boolean(info.model.vqa_head);
+    if (!state.vqa) {
+      $("question-input").disabled = true;
+      $("vqa-box").title = "this server's model has no VQA head (glip vqa-train makes one)";
+      setVqaStatus("This model has no VQA head.");
     }
     for (const adapter of info.adapters) {
       const option = new Option(`${adapter.name} (${adapter.categories.join(", ")})`, adapter.name);
@@ -236,4 +293,6 @@ $("all-names-input").addEventListener("change", () => { if (state.image) detect(
 $("masks-input").addEventListener("change", () => { if (state.image) detect(); });
 $("detect-button").addEventListener("click", detect);
 $("describe-button").addEventListener("click", describe);
+$("ask-button").addEventListener("click", ask);
+$("question-input").addEventListener("keydown", (e) => { if (e.key === "Enter") ask(); });
 loadModels();

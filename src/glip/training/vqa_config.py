@@ -1,0 +1,115 @@
+"""The VQA fine-tuning configuration (`glip vqa-train CONFIG.yaml key=value ...`).
+
+The model, optimizer, train and output sections are those of `glip.training.train_config` (same
+fields, same defaults, same ``key.sub=value`` overrides); ``data`` names VQA sources and ``head``
+the answer head. A YAML file only needs what differs::
+
+    model: {config: src/glip/weights/glip-nano.json, weights: src/glip/weights/glip-nano.safetensors}
+    data:
+      train: [{questions: data/shapes/vqa/questions.json, annotations: data/shapes/vqa/annotations.json}]
+      val: [{questions: data/shapes-test/vqa/vqa.jsonl}]
+    head: {hidden_dim: 256}
+    train: {max_steps: 1000, batch_size: 8, freeze: [backbone, text_encoder]}
+    output: {dir: runs/vqa-shapes}
+
+``train.freeze`` names parameters of the GLIP model (``backbone``, ``text_encoder``, ``head``);
+the answer head always trains. ``optim.lr_multipliers`` may name ``answer_head`` (a new layer on a
+trained model often learns faster). The training data has no multi-scale nor flip: images are
+read at the model's own input size.
+
+Example:
+    >>> config = load_vqa_train_config("configs/vqa-shapes.yaml", ["train.max_steps=10"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from glip.training.train_config import (ModelSection, OptimSection, OutputSection, TrainConfigError, TrainSection,
+                                        _build, load_train_config)
+
+
+@dataclass
+class VqaSourceSection:
+    # VQA2.0 questions file (with ``annotations``) or a JSON Lines file of {image, question, answers}.
+    questions: str = ""
+    annotations: str | None = None  # VQA2.0 annotations file (JSON form only)
+    images: str | None = None  # folder of the images (default: the questions file's folder)
+    image_pattern: str | None = None  # VQA2.0 without an 'images' list: e.g. "COCO_train2014_{image_id:012d}.jpg"
+    on_error: str = "raise"  # a malformed record: "raise" (stop, naming it) or "skip" (count and log)
+
+
+@dataclass
+class VqaDataSection:
+    train: list[VqaSourceSection] = field(default_factory=list)
+    val: list[VqaSourceSection] = field(default_factory=list)  # scored with VQA accuracy after training
+    # An answer enters the vocabulary when it is the most common answer of at least this many
+    # training questions (9 in the bottom-up attention recipe for VQA2.0, 3,129 answers).
+    min_answer_count: int = 9
+
+
+@dataclass
+class VqaHeadSection:
+    hidden_dim: int = 512  # width of the projected question and image (see glip.modeling.vqa_head)
+    dropout: float = 0.1  # before the answer layer, training only
+    use_visual: bool = True  # also read the mean of the fused image features
+
+
+@dataclass
+class VqaTrainConfig:
+    model: ModelSection = field(default_factory=ModelSection)
+    data: VqaDataSection = field(default_factory=VqaDataSection)
+    head: VqaHeadSection = field(default_factory=VqaHeadSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    output: OutputSection = field(default_factory=lambda: OutputSection(dir="runs/vqa"))
+    # Weight of the VQA term (binary cross-entropy on soft scores); the loss is weight x term.
+    loss_weight: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "VqaTrainConfig":
+        config = _build(cls, data, "")
+        validate_vqa_config(config)
+        return config
+
+
+def validate_vqa_config(config: VqaTrainConfig) -> None:
+    """Value checks that types cannot express."""
+    def need(condition: bool, message: str) -> None:
+        if not condition:
+            raise TrainConfigError(message)
+
+    need(bool(config.data.train), "data.train needs at least one VQA source ({questions: FILE, annotations: FILE})")
+    for part in ("train", "val"):
+        for index, source in enumerate(getattr(config.data, part)):
+            where = f"data.{part}.{index}"
+            need(bool(source.questions), f"{where}.questions: give a VQA2.0 questions file or a .jsonl file")
+            need(source.on_error in ("raise", "skip"), f"{where}.on_error must be raise or skip")
+            need(not (source.annotations and source.questions.endswith(".jsonl")),
+                 f"{where}: a .jsonl file holds its answers; leave out annotations")
+    need(config.data.min_answer_count >= 1, "data.min_answer_count must be >= 1")
+    need(config.head.hidden_dim >= 1, "head.hidden_dim must be >= 1")
+    need(0.0 <= config.head.dropout < 1.0, "head.dropout must be in [0, 1)")
+    need(config.loss_weight > 0, "loss_weight must be positive")
+    need(not (config.model.weights and config.model.init_from), "model.weights and model.init_from are exclusive")
+    train, optim, output = config.train, config.optim, config.output
+    need(train.max_steps > 0 and train.batch_size > 0 and train.grad_accumulation > 0,
+         "train.max_steps, train.batch_size and train.grad_accumulation must be positive")
+    need(train.amp in ("off", "bf16", "fp16", "auto"), f"train.amp must be off, bf16, fp16 or auto, got '{train.amp}'")
+    need(train.ema_decay is None or 0.0 < train.ema_decay < 1.0, "train.ema_decay must be in (0, 1) or null")
+    need(train.num_workers >= 0, "train.num_workers must be >= 0")
+    need(optim.schedule in ("step", "cosine"), f"optim.schedule must be step or cosine, got '{optim.schedule}'")
+    need(optim.grad_clip is None or optim.grad_clip > 0, "optim.grad_clip must be positive or null")
+    need(output.checkpoint_every > 0 and output.keep_last > 0 and output.log_every > 0,
+         "output.checkpoint_every, output.keep_last and output.log_every must be positive")
+
+
+def load_vqa_train_config(path: str | Path | None = None, overrides: list[str] | None = None) -> VqaTrainConfig:
+    """Read a YAML VQA training config (None = all defaults) and apply ``key.sub=value`` overrides."""
+    return load_train_config(path, overrides, config_class=VqaTrainConfig)
