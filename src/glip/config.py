@@ -138,6 +138,22 @@ class MaskHeadConfig:
 
 
 @dataclass
+class CaptionConfig:
+    """The captioning head (`glip.modeling.caption_head`, ours: GLIPv2's decoder is not published):
+    next-token prediction from the fused text features, run with causal text attention. Off by
+    default, and left out of ``to_dict`` while off, like the mask head."""
+
+    enabled: bool = False
+    # Most word-piece tokens a generated caption may have ([CLS] and [SEP] not counted); decoding
+    # that reaches it stops there and flags the caption `truncated`. Training captions are cut to it.
+    # At most text.max_length - 2 (the token window holds [CLS] and [SEP] too).
+    max_tokens: int = 30
+    # The output layer shares the text encoder's word embeddings (as BERT's LM head does): no
+    # vocab x hidden matrix of its own (11.7M parameters for MiniLM), only a transform and a bias.
+    tie_word_embeddings: bool = True
+
+
+@dataclass
 class GLIPConfig:
     """A whole GLIP detector."""
 
@@ -150,6 +166,7 @@ class GLIPConfig:
     input: InputConfig = field(default_factory=InputConfig)
     pretraining: PretrainingConfig = field(default_factory=PretrainingConfig)
     mask_head: MaskHeadConfig = field(default_factory=MaskHeadConfig)
+    caption: CaptionConfig = field(default_factory=CaptionConfig)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -157,6 +174,8 @@ class GLIPConfig:
             del data["pretraining"]  # off: written as before the section existed
         if not self.mask_head.enabled:
             del data["mask_head"]  # off: likewise
+        if not self.caption.enabled:
+            del data["caption"]  # off: likewise
         return data
 
     @classmethod
@@ -170,6 +189,7 @@ class GLIPConfig:
             "input": InputConfig,
             "pretraining": PretrainingConfig,
             "mask_head": MaskHeadConfig,
+            "caption": CaptionConfig,
         }
         unknown = set(data) - set(sections) - {"name"}
         if unknown:

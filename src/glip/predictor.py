@@ -29,12 +29,13 @@ import torch
 from tqdm.auto import tqdm
 
 from glip.adapters import Adapter, AdapterError, AdapterSwitch, load_adapter
+from glip.captioner import CaptionPhrase, Captioner, ImageCaption, caption_noun_phrases
 from glip.answering import ImageAnswers, QuestionAnswerer, check_questions
 from glip.checkpoint import load_glip, load_official
 from glip.distributed import resolve_device
 from glip.engine import NO_MASK_HEAD, DetectionCancelled, DetectionEngine, MaskedDetections
 from glip.hub import OFFICIAL_WEIGHTS, resolve_weights
-from glip.images import ImageSource, prepare_images
+from glip.images import ImageSource, load_image, prepare_images
 from glip.modeling.glip import GLIP
 from glip.modeling.postprocess import Detections, one_name_per_object
 from glip.prompts import PromptChunk, build_caption_prompt, chunk_caption_prompt, chunk_class_names, tokenize_prompt
@@ -296,6 +297,60 @@ class GLIPPredictor:
                     _add_masks(result, found.select(kept))
                 results.append(result)
         return results
+
+    # ------------------------------------------------------------------ captioning
+    @torch.inference_mode()
+    def caption(self, images: Sequence[ImageSource] | ImageSource, beam: int = 1, grounded: bool = False,
+                max_tokens: int | None = None, threshold: float = 0.0, batch_size: int = 1,
+                progress: bool = False) -> list[ImageCaption]:
+        """Describe each image with the model's caption head (a model trained by ``glip caption-train``).
+
+        Args:
+            images: paths, PIL images or HxWx3 RGB arrays (one or a list).
+            beam: beam width; 1 is greedy search.
+            grounded: also box each noun phrase of the caption (spaCy) with the same model, in
+                detection mode: ``phrases`` gets, per phrase, its best box of score >= ``threshold``
+                (bbox_xyxy and score None when it has none).
+            max_tokens: the length limit in word pieces (default and most: the model's
+                ``caption.max_tokens``); a caption that reaches it is cut off and flagged ``truncated``.
+            batch_size: images per forward pass.
+        """
+        if isinstance(beam, bool) or not isinstance(beam, int) or beam < 1:
+            raise ValueError(f"beam must be a whole number of at least 1, got {beam!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be within [0, 1], got {threshold}")
+        captioner = Captioner(self.model, self.tokenizer)  # raises when the model has no caption head
+        sources = [images] if not isinstance(images, (list, tuple)) else list(images)
+        if not sources:
+            raise ValueError("no images given")
+        results = []
+        for start in tqdm(range(0, len(sources), batch_size), desc="caption", unit="batch", disable=not progress):
+            batch_sources = sources[start:start + batch_size]
+            pictures = [load_image(source, name=f"image #{start + i}") for i, source in enumerate(batch_sources)]
+            batch = prepare_images(pictures, self.model.config.input).to(self.device)
+            generated = captioner.describe(batch, beam=beam, max_tokens=max_tokens)
+            for source, picture, caption in zip(batch_sources, pictures, generated):
+                result = ImageCaption(image=os.fspath(source) if isinstance(source, (str, os.PathLike)) else None,
+                                      width=picture.width, height=picture.height, caption=caption.text,
+                                      truncated=caption.truncated)
+                if grounded:
+                    result.phrases = self._ground_caption(picture, caption.text, threshold)
+                results.append(result)
+        return results
+
+    def _ground_caption(self, picture: ImageSource, caption: str, threshold: float) -> list[CaptionPhrase]:
+        """Each noun phrase of ``caption`` with its best box in ``picture`` (the detection pass)."""
+        spans = caption_noun_phrases(caption)
+        if not spans:
+            return []
+        found = self.detect(picture, caption=caption, phrases=spans, threshold=threshold)[0]
+        best: dict[int, Detection] = {}
+        for detection in found.detections:  # highest score first
+            best.setdefault(detection.phrase_index, detection)
+        return [CaptionPhrase(caption[s:e], [s, e], best[i].bbox_xyxy if i in best else None,
+                              best[i].score if i in best else None) for i, (s, e) in enumerate(spans)]
 
 
 def _rows_of(subset: Detections, detections: Detections) -> torch.Tensor:

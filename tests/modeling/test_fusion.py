@@ -94,6 +94,22 @@ def test_dropped_probabilities_give_the_same_result_in_both_orders(monkeypatch):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9, msg=f"output/gradient {index} differs")
 
 
+def test_causal_mode_gives_the_same_text_side_in_both_orders_and_no_image_side():
+    """Causal mode (captioning) drops the image-from-text direction in either order; the text-side
+    delta is that of the full attention, and both orders agree on it and on its gradients."""
+    direct, fast = _pair()
+    visual, text, mask = _inputs()
+    full_text = fast(visual, text, mask)[1]
+    results = []
+    for module in (direct, fast):
+        delta_visual, delta_text = module(visual, text, mask, causal=True)
+        assert delta_visual is None
+        results.append([delta_text, *torch.autograd.grad(delta_text.sin().sum(), [visual, text])])
+    torch.testing.assert_close(results[1][0], full_text, rtol=1e-9, atol=1e-9)
+    for index, (a, b) in enumerate(zip(results[1], results[0])):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9, msg=f"causal output/gradient {index} differs")
+
+
 def test_unknown_order_is_refused():
     with pytest.raises(ValueError, match="attention order"):
         BiAttention(8, 8, 16, 2, dropout=0.0, clamp=50000.0, order="fast")

@@ -2,7 +2,8 @@
 
 Uploads the shapes scene, presses Detect, checks that boxes are drawn and listed, and saves a
 screenshot; with a model that has a mask head, checks that ticking "masks" draws each detection's
-mask (and that the box is unavailable for the default model, which has none); with a model that
+mask (and that the box is unavailable for the default model, which has none); with a model that has
+a caption head, presses Describe and checks the caption and its phrase boxes; with a model that
 has a VQA head, that a question typed in the question box gets its answers listed. It saves the
 screenshot (to the test's temporary folder; with ``GLIP_UPDATE_SCREENSHOT=1`` to
 docs/serving-screenshot.png, the picture of the README). Skips only where Chromium or chromedriver
@@ -126,6 +127,44 @@ def test_page_draws_masks(browser, masked_server_url):
     assert "error" not in status.get_attribute("class"), status.text
     assert int(canvas.get_attribute("data-masks-drawn")) == int(canvas.get_attribute("data-boxes-drawn")) == boxes
     assert browser.execute_script("return arguments[0].toDataURL();", canvas) != without
+
+
+@pytest.fixture(scope="module")
+def caption_server_url():
+    """uvicorn serving a random glip-tiny with a caption head (64 px input)."""
+    from caption_model import caption_glip
+    from glip.predictor import GLIPPredictor
+    from glip.serving.app import create_app
+
+    with uvicorn_server(create_app(GLIPPredictor(caption_glip(max_tokens=4), device="cpu"))) as port:
+        yield f"http://127.0.0.1:{port}"
+
+
+def test_page_describes_the_picture(browser, caption_server_url, server_url):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    # the embedded model has no caption head: Describe stays disabled
+    browser.get(server_url + "/")
+    WebDriverWait(browser, 10).until(lambda d: "glip-nano" in d.find_element(By.ID, "model-info").text)
+    browser.find_element(By.ID, "image-input").send_keys(str(SCENE))
+    WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "detect-button").is_enabled())
+    assert not browser.find_element(By.ID, "describe-button").is_enabled()
+
+    browser.get(caption_server_url + "/")
+    WebDriverWait(browser, 10).until(lambda d: "glip-tiny" in d.find_element(By.ID, "model-info").text)
+    browser.find_element(By.ID, "image-input").send_keys(str(SCENE))
+    button = browser.find_element(By.ID, "describe-button")
+    WebDriverWait(browser, 10).until(lambda d: button.is_enabled())
+    button.click()
+    output = browser.find_element(By.ID, "caption-output")
+    status = browser.find_element(By.ID, "status")
+    WebDriverWait(browser, 60).until(lambda d: "boxed phrases" in status.text or "error" in status.get_attribute("class"))
+    assert "error" not in status.get_attribute("class"), status.text
+    caption = browser.execute_script("return arguments[0].textContent;", output)
+    assert isinstance(caption, str)  # a random model's caption may be empty
+    rows = browser.find_elements(By.CSS_SELECTOR, "#detections tbody tr")
+    assert len(rows) == int(browser.find_element(By.ID, "canvas").get_attribute("data-boxes-drawn"))
 
 
 @pytest.fixture(scope="module")

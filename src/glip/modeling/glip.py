@@ -9,6 +9,7 @@ from torch import nn
 
 from glip.config import GLIPConfig
 from glip.modeling.anchors import level_anchors
+from glip.modeling.caption_head import CaptionHead
 from glip.modeling.fpn import FPN
 from glip.modeling.head import HeadOutput, VLHead
 from glip.modeling.mask_head import LanguageAwareMaskHead
@@ -78,6 +79,17 @@ class GLIP(nn.Module):
         self.mask_head: LanguageAwareMaskHead | None = None
         if config.mask_head.enabled:
             self.mask_head = LanguageAwareMaskHead(config.mask_head, config.head.channels, text.hidden_size)
+        # The captioning head (`glip.modeling.caption_head`; forward never calls it): built only when
+        # enabled. It reads the text side of the fusion, so it needs fusion.
+        self.caption_head: CaptionHead | None = None
+        if config.caption.enabled:
+            if not config.head.use_fusion:
+                raise ValueError("caption.enabled needs a model with fusion (head.use_fusion): without it the text "
+                                 "never sees the image")
+            if not 1 <= config.caption.max_tokens <= text.max_length - 2:
+                raise ValueError(f"caption.max_tokens must be within 1..{text.max_length - 2} (text.max_length - 2), "
+                                 f"got {config.caption.max_tokens}")
+            self.caption_head = CaptionHead(config.caption, text.hidden_size, text.vocab_size, text.layer_norm_eps)
 
     def enable_prompt_embedding(self, rows: int = 1000) -> nn.Parameter:
         if self.prompt_embedding is None:
@@ -91,9 +103,9 @@ class GLIP(nn.Module):
         selected = [stages[i] for i in self.config.swin.out_stages]
         return ImageFeatures(stages=stages, levels=self.fpn(selected))
 
-    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> TextFeatures:
-        """input_ids, attention_mask: [B, L]."""
-        text = self.text_encoder(input_ids, attention_mask)
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, causal: bool = False) -> TextFeatures:
+        """input_ids, attention_mask: [B, L]. ``causal``: token t sees tokens 0..t only (captioning)."""
+        text = self.text_encoder(input_ids, attention_mask, causal=causal)
         if self.prompt_embedding is not None:
             delta = self.prompt_embedding[: input_ids.shape[1]].unsqueeze(0)  # [1, L, D]
             text = TextFeatures(hidden=text.hidden + delta, mask=text.mask, embedded=text.embedded + delta)

@@ -10,6 +10,7 @@ from torch import nn
 from transformers import BertConfig, BertModel
 
 from glip.config import TextConfig
+from glip.modeling.attention_masks import text_attention_mask
 
 logger = logging.getLogger(__name__)
 
@@ -83,11 +84,13 @@ class TextEncoder(nn.Module):
             )
         logger.info("loaded MiniLM text encoder weights from %s", minilm_directory())
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> TextFeatures:
-        """input_ids, attention_mask: [B, L] -> TextFeatures with [B, L, D] tensors."""
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, causal: bool = False) -> TextFeatures:
+        """input_ids, attention_mask: [B, L] -> TextFeatures with [B, L, D] tensors. ``causal``: token
+        t attends to tokens 0..t only (captioning), through a [B, 1, L, L] additive mask."""
+        bert_mask = text_attention_mask(attention_mask, self.bert.dtype, causal=True) if causal else attention_mask
         output = self.bert(
             input_ids=input_ids,
-            attention_mask=attention_mask,
+            attention_mask=bert_mask,
             token_type_ids=torch.zeros_like(input_ids),
         )
         hidden = output.last_hidden_state  # [B, L, D]

@@ -12,6 +12,8 @@ import math
 import torch
 from torch import nn
 
+from glip.modeling.attention_masks import text_attention_mask
+
 
 class SelfAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int, dropout: float, clamp: float) -> None:
@@ -29,7 +31,7 @@ class SelfAttention(nn.Module):
         return x.view(b, n, self.num_heads, self.head_dim).permute(0, 2, 1, 3)
 
     def forward(self, x: torch.Tensor, additive_mask: torch.Tensor) -> torch.Tensor:
-        """x: [B, L, D], additive_mask: [B, 1, 1, L] (0 or a large negative) -> [B, L, D]."""
+        """x: [B, L, D], additive_mask: [B, 1, 1, L] or causal [B, 1, L, L] (0 or a large negative) -> [B, L, D]."""
         q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
         scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)  # [B, nh, L, L]
         scores = scores.clamp(-self.clamp, self.clamp) + additive_mask
@@ -83,8 +85,12 @@ class TextLayer(nn.Module):
                 nn.init.normal_(module.weight, std=0.02)
                 nn.init.zeros_(module.bias)
 
-    def forward(self, text: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """text: [B, L, D], mask: [B, L] (1 = real token) -> [B, L, D]."""
-        additive = (1.0 - mask[:, None, None, :].to(text.dtype)) * torch.finfo(text.dtype).min
+    def forward(self, text: torch.Tensor, mask: torch.Tensor, causal: bool = False) -> torch.Tensor:
+        """text: [B, L, D], mask: [B, L] (1 = real token) -> [B, L, D]. ``causal``: token t attends to
+        tokens 0..t only (captioning)."""
+        if causal:
+            additive = text_attention_mask(mask, text.dtype, causal=True)  # [B, 1, L, L]
+        else:
+            additive = (1.0 - mask[:, None, None, :].to(text.dtype)) * torch.finfo(text.dtype).min
         attended = self.attention(text, additive)
         return self.output(self.intermediate(attended), attended)

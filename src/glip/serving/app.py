@@ -4,10 +4,13 @@ Endpoints:
     ``POST /v1/detect``: one image (multipart file or base64 in JSON) and a prompt -> the
         predictor's detection JSON (`ImageDetections.to_dict`), boxes in the upload's pixels; with
         ``masks=true`` each detection's instance mask as COCO RLE of the upload's size.
+    ``POST /v1/caption``: one image -> its caption from the model's caption head
+        (`ImageCaption.to_dict`); ``grounded=true`` boxes the caption's noun phrases too. It shares
+        the queue, batching (by beam, grounded, threshold) and time limit of detection.
     ``POST /v1/vqa``: one image and questions about it -> each question's best answers (a model
         with a VQA head; `glip.serving.vqa`).
-    ``GET /v1/models``: the base model (and whether it has a mask head or a VQA head), the loaded
-        adapters and the server's limits.
+    ``GET /v1/models``: the base model (and whether it has a mask head, a caption head or a VQA
+        head), the loaded adapters and the server's limits.
     ``GET /healthz``: liveness plus request outcomes, queue and batching counters.
     ``GET /``: the web page (``static/``); ``/docs``: the OpenAPI documentation.
 
@@ -39,7 +42,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from glip import __version__
@@ -48,9 +50,10 @@ from glip.serving.batcher import Batcher, QueueFullError
 from glip.serving.config import ServeConfig
 from glip.serving.limits import RequestTooLarge, check_prompt
 from glip.serving.memory import IdleMemoryRelease
-from glip.serving.schemas import (DetectJSONRequest, DetectKey, DetectOptions, DetectResponse, ErrorResponse,
-                                  PromptError, detect_key, request_schema)
-from glip.serving.uploads import BodySizeLimit, DecodedImage, UploadError, decode_base64, decode_upload
+from glip.serving.schemas import (CaptionJSONRequest, CaptionKey, CaptionOptions, CaptionResponse, DetectJSONRequest,
+                                  DetectKey, DetectOptions, DetectResponse, ErrorResponse, PromptError, caption_key,
+                                  detect_key, request_schema)
+from glip.serving.uploads import BodySizeLimit, DecodedImage, UploadError, decode_upload, form_fields, read_request
 from glip.serving.vqa import (VqaKey, VqaResponse, answer_batch, check_vqa_request, read_vqa_request, vqa_key,
                               vqa_request_schema)
 
@@ -59,15 +62,19 @@ logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 _ERRORS = {status: {"model": ErrorResponse, "description": text} for status, text in {
-    400: "masks asked of a model without a mask head, or questions of a model without a VQA head",
+    400: "masks asked of a model without a mask head, a caption of a model without a caption head, or "
+         "questions of a model without a VQA head",
     404: "unknown adapter",
     413: "too much: body, pixels, classes, prompt characters, caption tokens or prompt chunks over a limit",
     415: "neither JSON nor a multipart form",
     422: "malformed: not an image, an empty or ambiguous prompt, a field out of range",
     503: "queue full (see Retry-After)",
     504: "no answer in time (the request's work is dropped or stopped)"}.items()}
-_LIST_FIELDS = ("classes", "phrases")  # repeatable form fields
-_FORM_FIELDS = (*_LIST_FIELDS, "caption", "threshold", "adapter", "all_names", "masks")
+_DETECT_FORM = form_fields(("classes", "phrases", "caption", "threshold", "adapter", "all_names", "masks"),
+                           repeated=("classes", "phrases"))
+_CAPTION_FORM = form_fields(("beam", "grounded", "threshold"))
+NO_CAPTION_HEAD_400 = ("this server's model has no caption head (GET /v1/models: model.caption_head is false): serve a "
+                       "model trained with glip caption-train")
 DISCONNECT_POLL_S = 0.25  # how often a waiting request checks that its client is still there
 CLIENT_GONE = 499  # never reaches anyone: the outcome of a request whose client went away
 
@@ -106,18 +113,18 @@ def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> J
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
-def _validation_message(error: ValidationError) -> str:
-    parts = [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in error.errors()]
-    return "invalid request: " + "; ".join(parts)
-
-
 def make_run_batch(predictor: GLIPPredictor):
     """The model call of the batcher: one ``predictor.detect`` for a group of images sharing a key,
     stopped between prompt chunks once ``cancelled()``; boxes go back to original-image pixels."""
 
-    def run_batch(key: DetectKey | VqaKey, images: list[DecodedImage], cancelled: Callable[[], bool]) -> list[dict]:
+    def run_batch(key: DetectKey | CaptionKey | VqaKey, images: list[DecodedImage],
+                  cancelled: Callable[[], bool]) -> list[dict]:
         if isinstance(key, VqaKey):  # POST /v1/vqa shares the model's one worker thread
             return answer_batch(predictor, key, images, cancelled)
+        if isinstance(key, CaptionKey):
+            captions = predictor.caption([image.pixels for image in images], beam=key.beam, grounded=key.grounded,
+                                         threshold=key.threshold, batch_size=len(images))
+            return [_caption_to_original(image, result.to_dict()) for image, result in zip(images, captions)]
         results = predictor.detect([image.pixels for image in images],
                                    classes=list(key.classes) if key.classes else None, caption=key.caption,
                                    phrases=list(key.phrases) if key.phrases else None, threshold=key.threshold,
@@ -128,29 +135,13 @@ def make_run_batch(predictor: GLIPPredictor):
     return run_batch
 
 
-async def _read_request(request: Request) -> tuple[DetectOptions, bytes, str | None]:
-    """The options, the image bytes and the file name of a JSON or multipart detection request."""
-    content_type = request.headers.get("content-type", "")
-    if content_type.startswith("application/json"):
-        try:
-            body = DetectJSONRequest.model_validate_json(await request.body())
-        except ValidationError as error:
-            raise UploadError(_validation_message(error)) from error
-        return body, decode_base64(body.image), None
-    if content_type.startswith("multipart/form-data"):
-        async with request.form(max_files=1, max_fields=64) as form:
-            upload = form.get("image")
-            if upload is None or isinstance(upload, str):
-                raise UploadError("no image: send the picture as a file in the form field 'image'")
-            fields = {name: form.getlist(name) for name in _FORM_FIELDS}
-            values = {name: (found if name in _LIST_FIELDS else found[-1]) for name, found in fields.items() if found}
-            try:
-                options = DetectOptions.model_validate(values)
-            except ValidationError as error:
-                raise UploadError(_validation_message(error)) from error
-            return options, await upload.read(), upload.filename
-    raise UploadError(f"unsupported content type '{content_type or 'none'}': send multipart/form-data with an "
-                      "'image' file, or application/json with base64 'image'", status_code=415)
+def _caption_to_original(image: DecodedImage, result: dict) -> dict:
+    """A caption result on the shrunk picture with its phrase boxes in the upload's pixels."""
+    width, height = image.original_size
+    scale = (width / image.pixels.width, height / image.pixels.height) * 2
+    phrases = [{**p, "bbox_xyxy": [round(v * s, 2) for v, s in zip(p["bbox_xyxy"], scale)]}
+               if p["bbox_xyxy"] is not None else p for p in result["phrases"]]
+    return {**result, "width": width, "height": height, "phrases": phrases}
 
 
 async def _unless_client_gone(request: Request, work: Awaitable[Any]) -> Any:
@@ -206,6 +197,7 @@ class DetectionService:
                       "input_min_size": model_config.input.min_size, "input_max_size": model_config.input.max_size,
                       "max_text_tokens": self.predictor.max_length,
                       "mask_head": self.predictor.model.mask_head is not None,
+                      "caption_head": self.predictor.model.caption_head is not None,
                       "vqa_head": self.predictor.answerer is not None,
                       "vqa_answers": len(self.predictor.answerer.vocabulary) if self.predictor.answerer else 0},
             "adapters": [{"name": a.name, "mode": a.mode, "categories": a.category_names,
@@ -230,9 +222,25 @@ class DetectionService:
         self.counts.count(response.status_code)
         return response
 
+    async def caption(self, request: Request) -> JSONResponse:
+        """Answer one ``POST /v1/caption`` and count its outcome."""
+        return await self._counted(request, self._prepare_caption)
+
+    async def _prepare_caption(self, request: Request) -> tuple[CaptionKey, DecodedImage, str | None]:
+        options, data, filename = await read_request(request, CaptionJSONRequest, CaptionOptions,
+                                                     _CAPTION_FORM)
+        if self.predictor.model.caption_head is None:
+            raise UploadError(NO_CAPTION_HEAD_400, status_code=400)
+        return caption_key(options), await self._decode(data, filename), filename
+
+    async def _decode(self, data: bytes, filename: str | None) -> DecodedImage:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._decoders, decode_upload, data, self.config.max_pixels, filename or "image",
+            self.predictor.model.config.input)
+
     async def _prepare(self, request: Request) -> tuple[DetectKey, DecodedImage, str | None]:
         """Read, check and decode a request: everything before the model (raises on refusal)."""
-        options, data, filename = await _read_request(request)
+        options, data, filename = await read_request(request, DetectJSONRequest, DetectOptions, _DETECT_FORM)
         key = detect_key(options)
         if key.masks and self.predictor.model.mask_head is None:
             raise UploadError("masks=true needs a model trained with a mask head, and this server's model has none "
@@ -242,22 +250,16 @@ class DetectionService:
             raise UploadError(f"unknown adapter '{key.adapter}' (adapters: {known}): see GET /v1/models",
                               status_code=404)
         await run_in_threadpool(check_prompt, key, self.predictor, self.config)
-        image = await asyncio.get_running_loop().run_in_executor(
-            self._decoders, decode_upload, data, self.config.max_pixels, filename or "image",
-            self.predictor.model.config.input)
-        return key, image, filename  # the upload's bytes are let go: only the shrunk picture waits
+        return key, await self._decode(data, filename), filename  # only the shrunk picture waits
 
     async def _prepare_vqa(self, request: Request) -> tuple[VqaKey, DecodedImage, str | None]:
         """Read, check and decode a VQA request (raises on refusal)."""
         options, data, filename = await read_vqa_request(request)
         key = vqa_key(options)
         await run_in_threadpool(check_vqa_request, key, self.predictor, self.config)
-        image = await asyncio.get_running_loop().run_in_executor(
-            self._decoders, decode_upload, data, self.config.max_pixels, filename or "image",
-            self.predictor.model.config.input)
-        return key, image, filename
+        return key, await self._decode(data, filename), filename
 
-    async def _answer(self, request: Request, prepare) -> JSONResponse:
+    async def _answer(self, request: Request, prepare: Callable) -> JSONResponse:
         config = self.config
         try:
             key, image, filename = await prepare(request)
@@ -329,6 +331,15 @@ def create_app(predictor: GLIPPredictor, config: ServeConfig | None = None, weig
               responses=_ERRORS, openapi_extra={"requestBody": {"required": True, "content": schemas}})
     async def detect(request: Request) -> JSONResponse:
         return await service.detect(request)
+
+    caption_schemas = {kind: {"schema": model.model_json_schema()} for kind, model in
+                       (("multipart/form-data", CaptionOptions), ("application/json", CaptionJSONRequest))}
+
+    @app.post("/v1/caption", summary="describe one image (grounded=true: box the caption's noun phrases)",
+              response_model=CaptionResponse, responses=_ERRORS,
+              openapi_extra={"requestBody": {"required": True, "content": caption_schemas}})
+    async def caption(request: Request) -> JSONResponse:
+        return await service.caption(request)
 
     vqa_schemas = {kind: {"schema": vqa_request_schema(config.max_prompt_chunks, config.max_prompt_chars, multipart)}
                    for kind, multipart in (("multipart/form-data", True), ("application/json", False))}

@@ -168,3 +168,54 @@ def detect_key(options: DetectOptions) -> DetectKey:
                           "(or the adapter)")
     return DetectKey(classes, caption, phrases, float(options.threshold), options.adapter or None,
                      options.all_names, options.masks)
+
+
+# ---------------------------------------------------------------------------------- captioning
+MAX_CAPTION_BEAM = 8  # a wider beam costs a request proportionally more and rarely helps
+
+
+class CaptionOptions(BaseModel):
+    """The options of a ``POST /v1/caption`` request."""
+
+    beam: int = Field(1, ge=1, le=MAX_CAPTION_BEAM, description="beam width; 1 is greedy search")
+    grounded: bool = Field(False, description="also box each noun phrase of the caption with the same model")
+    threshold: float = Field(0.0, ge=0.0, le=1.0, description="grounded: lowest score of a phrase's box "
+                                                               "(0: its best box)")
+
+
+class CaptionJSONRequest(CaptionOptions):
+    """A JSON caption request."""
+
+    image: str = Field(..., description="the image file's bytes, base64-encoded (a data: URL is accepted too)")
+    grounded: bool = Field(False, strict=True, description="also box each noun phrase of the caption")
+
+
+class CaptionPhraseOut(BaseModel):
+    phrase: str
+    span: list[int] = Field(..., description="[start, end) character span in the caption")
+    bbox_xyxy: list[float] | None = Field(None, description="its best box in pixels of the uploaded image, or null")
+    score: float | None = None
+
+
+class CaptionResponse(BaseModel):
+    """``ImageCaption.to_dict()`` of the predictor."""
+
+    image: str | None = Field(None, description="the uploaded file's name (multipart), else null")
+    width: int
+    height: int
+    caption: str
+    phrases: list[CaptionPhraseOut] = Field(..., description="grounded: the caption's noun phrases; else empty")
+    truncated: bool = Field(..., description="decoding reached the model's length limit before ending the caption")
+
+
+@dataclass(frozen=True)
+class CaptionKey:
+    """What two caption requests must share to run in one forward pass (hashable)."""
+
+    beam: int
+    grounded: bool
+    threshold: float
+
+
+def caption_key(options: CaptionOptions) -> CaptionKey:
+    return CaptionKey(int(options.beam), bool(options.grounded), float(options.threshold))

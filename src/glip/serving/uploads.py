@@ -15,10 +15,13 @@ import binascii
 import io
 import json
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from pydantic import BaseModel, ValidationError
 
 from glip.images import ImageError, PreprocessConfig, load_image, resized_size
 
@@ -29,6 +32,49 @@ class UploadError(ValueError):
     def __init__(self, message: str, status_code: int = 422) -> None:
         super().__init__(message)
         self.status_code = status_code
+
+
+def validation_message(error: ValidationError) -> str:
+    """One line naming each invalid field of a request."""
+    parts = [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in error.errors()]
+    return "invalid request: " + "; ".join(parts)
+
+
+def form_fields(names: tuple[str, ...], repeated: tuple[str, ...] = ()) -> Callable[[Any], dict]:
+    """A `read_request` form reader taking the fields ``names`` (the last value of each, all values
+    of those in ``repeated``); absent fields are left to the options model's defaults."""
+
+    def read(form: Any) -> dict:
+        found = {name: form.getlist(name) for name in names}
+        return {name: (values if name in repeated else values[-1]) for name, values in found.items() if values}
+
+    return read
+
+
+async def read_request(request: Any, json_model: type[BaseModel], form_model: type[BaseModel],
+                       form_values: Callable[[Any], dict], max_fields: int = 64) -> tuple[Any, bytes, str | None]:
+    """The options, the image bytes and the file name of one endpoint's request: JSON validated by
+    ``json_model`` (base64 ``image``), or a multipart form (an ``image`` file) whose other fields
+    ``form_values`` turns into the dict that ``form_model`` validates. Raises `UploadError`."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("application/json"):
+        try:
+            body = json_model.model_validate_json(await request.body())
+        except ValidationError as error:
+            raise UploadError(validation_message(error)) from error
+        return body, decode_base64(body.image), None
+    if content_type.startswith("multipart/form-data"):
+        async with request.form(max_files=1, max_fields=max_fields) as form:
+            upload = form.get("image")
+            if upload is None or isinstance(upload, str):
+                raise UploadError("no image: send the picture as a file in the form field 'image'")
+            try:
+                options = form_model.model_validate(form_values(form))
+            except ValidationError as error:
+                raise UploadError(validation_message(error)) from error
+            return options, await upload.read(), upload.filename
+    raise UploadError(f"unsupported content type '{content_type or 'none'}': send multipart/form-data with an "
+                      "'image' file, or application/json with base64 'image'", status_code=415)
 
 
 def decode_base64(data: str) -> bytes:

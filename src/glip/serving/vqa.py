@@ -20,13 +20,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from glip.predictor import GLIPPredictor
 from glip.serving.config import ServeConfig
 from glip.serving.limits import RequestTooLarge
 from glip.serving.schemas import PromptError
-from glip.serving.uploads import DecodedImage, UploadError, decode_base64
+from glip.serving.uploads import DecodedImage, UploadError, read_request
 
 MAX_TOP_K = 100
 QUESTION_FIELDS = ("question", "questions")  # form fields that carry a question (repeatable)
@@ -118,33 +118,14 @@ def answer_batch(predictor: GLIPPredictor, key: VqaKey, images: list[DecodedImag
 
 async def read_vqa_request(request) -> tuple[VqaOptions, bytes, str | None]:
     """The options, the image bytes and the file name of a JSON or multipart VQA request."""
-    content_type = request.headers.get("content-type", "")
-    if content_type.startswith("application/json"):
-        try:
-            body = VqaJSONRequest.model_validate_json(await request.body())
-        except ValidationError as error:
-            raise UploadError(validation_message(error)) from error
-        return body, decode_base64(body.image), None
-    if content_type.startswith("multipart/form-data"):
-        async with request.form(max_files=1, max_fields=256) as form:
-            upload = form.get("image")
-            if upload is None or isinstance(upload, str):
-                raise UploadError("no image: send the picture as a file in the form field 'image'")
-            values: dict = {"questions": [q for name in QUESTION_FIELDS for q in form.getlist(name)]}
-            if form.getlist("top_k"):
-                values["top_k"] = form.getlist("top_k")[-1]
-            try:
-                options = VqaOptions.model_validate(values)
-            except ValidationError as error:
-                raise UploadError(validation_message(error)) from error
-            return options, await upload.read(), upload.filename
-    raise UploadError(f"unsupported content type '{content_type or 'none'}': send multipart/form-data with an "
-                      "'image' file, or application/json with base64 'image'", status_code=415)
+    return await read_request(request, VqaJSONRequest, VqaOptions, _form_values, max_fields=256)
 
 
-def validation_message(error: ValidationError) -> str:
-    parts = [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in error.errors()]
-    return "invalid request: " + "; ".join(parts)
+def _form_values(form) -> dict:
+    values: dict = {"questions": [q for name in QUESTION_FIELDS for q in form.getlist(name)]}
+    if form.getlist("top_k"):
+        values["top_k"] = form.getlist("top_k")[-1]
+    return values
 
 
 def vqa_request_schema(max_questions: int, max_chars: int, multipart: bool) -> dict:

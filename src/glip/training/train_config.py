@@ -349,9 +349,12 @@ def _list_item_class(annotation: Any) -> Any:
     return None
 
 
-def load_train_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+def load_train_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                      config_class: type | None = None) -> TrainConfig:
     """Read a YAML training config (None = all defaults) and apply ``key.sub=value`` overrides.
-    Relative paths inside it are relative to the current directory, like those on the command line."""
+    Relative paths inside it are relative to the current directory, like those on the command line.
+    ``config_class``: another config dataclass with ``from_dict`` (default `TrainConfig`)."""
+    config_class = config_class or TrainConfig
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -362,14 +365,15 @@ def load_train_config(path: str | Path | None = None, overrides: list[str] | Non
         except yaml.YAMLError as error:
             raise TrainConfigError(f"{path} is not valid YAML: {str(error).splitlines()[0]}") from None
         if loaded is not None and not isinstance(loaded, dict):
-            raise TrainConfigError(f"{path} must hold a mapping of sections ({', '.join(_section_names())})")
+            raise TrainConfigError(f"{path} must hold a mapping of sections ({', '.join(_section_names(config_class))})")
         data = loaded or {}
     if not isinstance(data.get("data", {}), dict):
-        raise TrainConfigError("'data' must be a mapping with a 'datasets' list")
+        listing = " with a 'datasets' list" if config_class is TrainConfig else ""
+        raise TrainConfigError(f"'data' must be a mapping{listing}")
     for override in overrides or []:
-        apply_override(data, override)
-    return TrainConfig.from_dict(data)
+        apply_override(data, override, root=config_class)
+    return config_class.from_dict(data)
 
 
-def _section_names() -> list[str]:
-    return [f.name for f in dataclasses.fields(TrainConfig)]
+def _section_names(config_class: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(config_class)]

@@ -28,10 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from glip.training.train_config import (ModelSection, OptimSection, OutputSection, TrainConfigError, TrainSection,
-                                        _build, apply_override)
+                                        _build, load_train_config)
 
 
 @dataclass
@@ -114,19 +112,4 @@ def validate_vqa_config(config: VqaTrainConfig) -> None:
 
 def load_vqa_train_config(path: str | Path | None = None, overrides: list[str] | None = None) -> VqaTrainConfig:
     """Read a YAML VQA training config (None = all defaults) and apply ``key.sub=value`` overrides."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise TrainConfigError(f"VQA training config {path} does not exist")
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as error:
-            raise TrainConfigError(f"{path} is not valid YAML: {str(error).splitlines()[0]}") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            sections = ", ".join(f.name for f in dataclasses.fields(VqaTrainConfig))
-            raise TrainConfigError(f"{path} must hold a mapping of sections ({sections})")
-        data = loaded or {}
-    for override in overrides or []:
-        apply_override(data, override, root=VqaTrainConfig)
-    return VqaTrainConfig.from_dict(data)
+    return load_train_config(path, overrides, config_class=VqaTrainConfig)

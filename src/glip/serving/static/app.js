@@ -2,12 +2,14 @@
 // Plain JavaScript, no dependencies (works offline). With "masks" (a model with a mask head), each
 // detection's COCO RLE mask (rle.js decodes it) is drawn as a translucent fill under the boxes. The
 // canvas's data-boxes-drawn and data-masks-drawn attributes hold the number of boxes and masks drawn
-// by the last detection (used by the browser test). The question box sends the picture and a
-// question to POST /v1/vqa (a model with a VQA head) and lists the best answers.
+// by the last detection (used by the browser test). "Describe" (a model with a caption head) POSTs
+// /v1/caption with grounded=true, shows the caption and draws each noun phrase's box. The question
+// box sends the picture and a question to POST /v1/vqa (a model with a VQA head) and lists the best
+// answers.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { file: null, image: null, busy: false, vqa: false, asking: false };
+const state = { file: null, image: null, busy: false, captionHead: false, vqa: false, asking: false };
 const DISPLAY_SIZE = 512;
 const MASK_ALPHA = 115;  // of 255, as glip.visualize.MASK_OPACITY (0.45)
 
@@ -114,6 +116,8 @@ function loadFile(file) {
   image.onload = () => {
     state.image = image;
     $("detect-button").disabled = false;
+    $("describe-button").disabled = !state.captionHead;
+    $("caption-output").textContent = "";
     $("ask-button").disabled = !state.vqa;
     showImage([]);
     showTable([]);
@@ -155,6 +159,38 @@ async function detect() {
   } finally {
     state.busy = false;
     $("detect-button").disabled = !state.file;
+  }
+}
+
+// The caption's phrases as detections (those with a box), for showImage and showTable.
+function phraseDetections(body) {
+  return body.phrases.map((p, i) => ({ ...p, phrase_index: i })).filter((p) => p.bbox_xyxy !== null);
+}
+
+async function describe() {
+  if (!state.file || state.busy) return;
+  const form = new FormData();
+  form.append("image", state.file, state.file.name);
+  form.append("grounded", "true");
+  state.busy = true;
+  $("describe-button").disabled = true;
+  setStatus("Describing...");
+  const started = performance.now();
+  try {
+    const response = await fetch("/v1/caption", { method: "POST", body: form });
+    const body = await response.json().catch(() => ({ detail: response.statusText }));
+    if (!response.ok) throw new Error(`${response.status}: ${body.detail}`);
+    const boxes = phraseDetections(body);
+    $("caption-output").textContent = body.caption + (body.truncated ? " [truncated]" : "");
+    showImage(boxes);
+    showTable(boxes);
+    const seconds = ((performance.now() - started) / 1000).toFixed(2);
+    setStatus(`caption with ${boxes.length} boxed phrases (${seconds} s).`);
+  } catch (error) {
+    setStatus(error.message, true);
+  } finally {
+    state.busy = false;
+    $("describe-button").disabled = !state.file || !state.captionHead;
   }
 }
 
@@ -210,6 +246,9 @@ async function loadModels() {
   try {
     const info = await (await fetch("/v1/models")).json();
     $("model-info").textContent = `${info.model.name} on ${info.model.device}`;
+    state.captionHead = Boolean(info.model.caption_head);
+    if (!state.captionHead) $("describe-button").title = "this server's model has no caption head";
+    $("describe-button").disabled = !state.file || !state.captionHead;
     if (!info.model.mask_head) {
       $("masks-input").disabled = true;
       $("masks-label").title = "this server's model has no mask head";
@@ -253,6 +292,7 @@ $("threshold-input").addEventListener("change", () => { if (state.image) detect(
 $("all-names-input").addEventListener("change", () => { if (state.image) detect(); });
 $("masks-input").addEventListener("change", () => { if (state.image) detect(); });
 $("detect-button").addEventListener("click", detect);
+$("describe-button").addEventListener("click", describe);
 $("ask-button").addEventListener("click", ask);
 $("question-input").addEventListener("keydown", (e) => { if (e.key === "Enter") ask(); });
 loadModels();
