@@ -111,10 +111,11 @@ def batch(engine, pixels):
 
 
 def _same(a, b) -> None:
+    """The same detections up to float rounding; near-tied scores may come in either order."""
     assert len(a) == len(b) > 0
-    torch.testing.assert_close(a.scores, b.scores, atol=1e-5, rtol=0)
-    torch.testing.assert_close(a.boxes, b.boxes, atol=1e-2, rtol=0)
-    assert torch.equal(a.labels, b.labels)
+    close = ((a.scores[:, None] - b.scores[None]).abs() <= 1e-5) & (a.labels[:, None] == b.labels[None]) \
+        & ((a.boxes[:, None] - b.boxes[None]).abs().amax(-1) <= 1e-2)  # [Na, Nb]
+    assert close.any(1).all() and close.any(0).all()
 
 
 def test_engine_masks_keep_the_detections_and_use_each_chunks_features(engine, batch):
