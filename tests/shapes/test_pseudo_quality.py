@@ -120,6 +120,16 @@ def test_cli_reads_a_label_folder_prints_the_table_and_writes_json(tmp_path, tru
                  "--out", str(out)]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 2 and "not found" in errors[0] and "truth.jsonl of a web split" in errors[1]
+    # An earlier result is replaced; a user's other file is not, unless --overwrite.
+    args = ["pseudo-quality", "--labels", str(labels), "--truth", str(tmp_path / "truth.jsonl"), "--labelled-only"]
+    assert main(args + ["--out", str(out)]) == 0
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"mine": 1}')
+    assert main(args + ["--out", str(notes)]) == 2
+    assert notes.read_text() == '{"mine": 1}'
+    assert "not an earlier result" in capsys.readouterr().err
+    assert main(args + ["--out", str(notes), "--overwrite"]) == 0
+    assert json.loads(notes.read_text())["labelled_records"] == 1
 
 
 def test_a_perfect_labeller_scores_one_on_a_generated_web_split(tmp_path):
@@ -137,3 +147,11 @@ def test_a_perfect_labeller_scores_one_on_a_generated_web_split(tmp_path):
         assert quality.kinds[kind].precision == 1.0 and quality.kinds[kind].recall == 1.0
     assert quality.kinds["novel"].truth_boxes >= 8 and quality.kinds["other"].pseudo_boxes == 0
     assert quality.partial_spans == 0
+
+
+def test_report_refuses_to_replace_a_file_that_is_not_an_earlier_table(tmp_path, capsys):
+    mine = tmp_path / "results.md"
+    mine.write_text("# my notes\n")
+    assert main(["report", "--data", str(tmp_path), "--model", "m=missing.safetensors", "--out", str(mine)]) == 2
+    assert mine.read_text() == "# my notes\n"
+    assert "not an earlier result" in capsys.readouterr().err

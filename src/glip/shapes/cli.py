@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 import sys
 import time
@@ -55,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--data", required=True, help="dataset root holding the test splits")
     report.add_argument("--model", action="append", required=True, metavar="LABEL=WEIGHTS",
                         help="a model to evaluate (repeatable), e.g. glip-nano=runs/nano/model.safetensors")
-    report.add_argument("--out", help="also write the table to this Markdown file")
+    report.add_argument("--out", help="also write the table to this Markdown file (an earlier table is replaced)")
+    report.add_argument("--overwrite", action="store_true", help="replace --out even if it is not an earlier table")
     report.add_argument("--plots", metavar="DIR",
                         help="write each model's det-test naming confusion matrix there (LABEL-naming.png/.json)")
     report.add_argument("--device", default="cpu")
@@ -82,13 +84,35 @@ def build_parser() -> argparse.ArgumentParser:
     quality.add_argument("--labelled-only", action="store_true",
                          help="count recall over the labelled pairs only, not every pair of the truth")
     quality.add_argument("--out", default="pseudo-quality.json",
-                         help="JSON file to write (default pseudo-quality.json)")
+                         help="JSON file to write (default pseudo-quality.json; an earlier result is replaced)")
+    quality.add_argument("--overwrite", action="store_true", help="replace --out even if it is not an earlier result")
     return parser
+
+
+def check_replaceable(path: str | Path, is_earlier_result: Callable[[str], bool], overwrite: bool) -> None:
+    """Refuse to replace a user's file: only a missing file or an earlier result of the same command."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"--out {path} is a folder: give a file name")
+    if path.exists() and not overwrite:
+        try:
+            earlier = is_earlier_result(path.read_text())
+        except (UnicodeDecodeError, ValueError):
+            earlier = False
+        if not earlier:
+            raise ValueError(f"--out {path} exists and is not an earlier result of this command: "
+                             "choose another --out or pass --overwrite")
+
+
+def _is_quality_json(text: str) -> bool:
+    data = json.loads(text)
+    return isinstance(data, dict) and {"iou_threshold", "kinds"} <= data.keys()
 
 
 def run_pseudo_quality(args: argparse.Namespace) -> int:
     from glip.shapes.pseudo_quality import quality_table, read_label_records, read_truth, score_pseudo_labels
 
+    check_replaceable(args.out, _is_quality_json, args.overwrite)
     quality = score_pseudo_labels(read_label_records(args.labels), read_truth(args.truth), iou_threshold=args.iou,
                                   min_score=args.min_score, labelled_only=args.labelled_only)
     Path(args.out).write_text(json.dumps(quality.to_dict(), indent=1) + "\n")
@@ -117,6 +141,8 @@ def run_texture_pretrain(args: argparse.Namespace) -> int:
 def run_report(args: argparse.Namespace) -> int:
     from glip.shapes.report import evaluate_model, markdown_table
 
+    if args.out:
+        check_replaceable(args.out, lambda text: text.startswith("| split | metric |"), args.overwrite)
     results = {}
     for item in args.model:
         label, _, weights = item.partition("=")
