@@ -25,11 +25,11 @@ import yaml
 
 from glip.captioning.data import CaptionBatch, CaptionCollator, CaptionTrainingSet, caption_sources, read_caption_sources
 from glip.captioning.train_config import CaptionTrainConfig
-from glip.distributed import DistributedContext, init_distributed, resolve_device
+from glip.distributed import DistributedContext
 from glip.modeling.caption_head import NO_CAPTION_HEAD, caption_context, caption_logits
 from glip.tokenizer import load_tokenizer
 from glip.training.caption_loss import caption_loss
-from glip.training.trainer import Trainer
+from glip.training.trainer import Trainer, train
 
 logger = logging.getLogger(__name__)
 
@@ -81,11 +81,4 @@ class CaptionTrainer(Trainer):
 
 def train_captions(config: CaptionTrainConfig, resume: bool | None = None) -> Path:
     """Train the caption head (and whatever else is not frozen); returns the exported model path."""
-    try:
-        context = init_distributed(config.train.device)
-    except ValueError as error:
-        raise ValueError(f"train.device: {error}") from None
-    try:
-        return CaptionTrainer(config, context).fit(resume)
-    finally:
-        context.close()
+    return train(config, resume, trainer_class=CaptionTrainer)

@@ -452,8 +452,9 @@ def _warn_config_changes(saved: dict[str, Any], current: dict[str, Any], prefix:
             logger.warning("resuming with %s = %r (the checkpoint was written with %r)", name, new, old)
 
 
-def train(config: TrainConfig, resume: bool | None = None) -> Path:
+def train(config: TrainConfig, resume: bool | None = None, trainer_class: type[Trainer] | None = None) -> Path:
     """Train as ``config`` says, on one process or under ``torchrun``; returns the final model path.
+    ``trainer_class``: a subclass of `Trainer` taking ``(config, context)`` (default `Trainer`).
 
     Example:
         >>> path = train(load_train_config("tiny.yaml"))  # doctest: +SKIP
@@ -464,6 +465,6 @@ def train(config: TrainConfig, resume: bool | None = None) -> Path:
     except ValueError as error:
         raise ValueError(f"train.device: {error}") from None
     try:
-        return Trainer(config, context).fit(resume)
+        return (trainer_class or Trainer)(config, context).fit(resume)
     finally:
         context.close()
