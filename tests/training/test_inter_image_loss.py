@@ -8,15 +8,17 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from glip.config import PretrainingConfig
 from glip.data.collate import GroundingCollator, category_key
 from glip.data.sample import GroundingExample, GroundingSample
 from glip.modeling.glip import GLIPOutput
 from glip.modeling.head import HeadOutput
-from glip.modeling.pretraining_heads import InterImageProjections
+from glip.modeling.pretraining_heads import InterImageProjections, PretrainingHeads
 from glip.training.inter_image_loss import (
     UNLABELLED, RegionsAndTokens, collect_regions_and_tokens, inter_image_loss, inter_image_targets,
     sample_positive_anchors,
@@ -225,3 +227,13 @@ def test_two_processes_with_half_the_images_each_equal_one_process(tmp_path: Pat
     torch.testing.assert_close(two["loss"], loss, rtol=0, atol=1e-5)
     for name, gradient in gradients.items():
         torch.testing.assert_close(two["gradients"][name], gradient, rtol=0, atol=1e-5, msg=name)
+
+
+def test_model_heads_start_at_the_configured_temperature() -> None:
+    heads = PretrainingHeads(PretrainingConfig(inter_image=True), visual_dim=8, text_dim=6, vocab_size=11)
+    assert heads.inter_image.log_temperature.exp().item() == pytest.approx(0.07)
+    heads = PretrainingHeads(PretrainingConfig(inter_image=True, inter_image_temperature=0.5), 8, 6, 11)
+    assert heads.inter_image.log_temperature.exp().item() == pytest.approx(0.5)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="pretraining.inter_image_temperature must be positive"):
+            PretrainingHeads(PretrainingConfig(inter_image=True, inter_image_temperature=bad), 8, 6, 11)

@@ -15,6 +15,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,14 +33,17 @@ class InterImageProjections(nn.Module):
         visual_dim: width of the head's visual features (``head.channels``).
         text_dim: width of the fused text features (``text.hidden_size``).
         dim: the embedding width (official 64).
+        temperature: the learnable temperature's starting value (the official log-scale starts at 1).
     """
 
-    def __init__(self, visual_dim: int, text_dim: int, dim: int = 64) -> None:
+    def __init__(self, visual_dim: int, text_dim: int, dim: int = 64, temperature: float = 1.0) -> None:
         super().__init__()
+        if not temperature > 0:
+            raise ValueError(f"the inter-image temperature must be positive, got {temperature}")
         self.visual = nn.Linear(visual_dim, dim)
         self.text = nn.Linear(text_dim, dim)
-        # similarity = cosine / exp(log_temperature); 0 -> temperature 1, as the official log-scale.
-        self.log_temperature = nn.Parameter(torch.zeros(()))
+        # similarity = cosine / exp(log_temperature)
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(temperature)))
 
     def embed_regions(self, features: torch.Tensor) -> torch.Tensor:
         """[R, visual_dim] -> [R, dim], unit length."""
@@ -76,6 +81,10 @@ class PretrainingHeads(nn.Module):
         super().__init__()
         if config.inter_image_dim <= 0:
             raise ValueError(f"pretraining.inter_image_dim must be positive, got {config.inter_image_dim}")
-        self.inter_image = InterImageProjections(visual_dim, text_dim, config.inter_image_dim) \
+        if not config.inter_image_temperature > 0:
+            raise ValueError("pretraining.inter_image_temperature must be positive, got "
+                             f"{config.inter_image_temperature}")
+        self.inter_image = InterImageProjections(visual_dim, text_dim, config.inter_image_dim,
+                                                 config.inter_image_temperature) \
             if config.inter_image else None
         self.mlm = MaskedLanguageModelHead(text_dim, vocab_size, layer_norm_eps) if config.mlm else None
