@@ -1,5 +1,7 @@
 """``glip vqa-train`` on a tiny config: 2 steps, the model and its head exported and loaded by the
-predictor, an exact resume, and clear errors for bad configs and a changed answer vocabulary."""
+predictor, an exact resume (frozen GLIP weights left out of the checkpoints included), the command
+through the one `train` entry, and clear errors for bad configs, a changed answer vocabulary and a
+checkpoint of another trainer."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import pytest
 import torch
 
 from glip.data.vqa import read_vqa
+from glip.training import checkpointing
 from glip.training.train_config import TrainConfigError
 from glip.training.vqa_config import load_vqa_train_config
 from glip.training.vqa_trainer import VqaTrainer
@@ -62,13 +65,82 @@ def test_resume_continues_exactly(tmp_path, data):
         fewer.fit(resume=True)
 
 
+def test_frozen_glip_weights_are_left_out_and_resume_is_bit_identical(tmp_path, data):
+    from glip.checkpoint import save_glip
+    from glip.config import get_config
+    from glip.modeling.glip import GLIP
+
+    torch.manual_seed(5)
+    weights = tmp_path / "start.safetensors"
+    save_glip(GLIP(get_config("glip-tiny")), weights)
+    start = (f"model.weights={weights}", "train.freeze=[backbone]")
+    straight = VqaTrainer(_config(tmp_path, data, "straight", *start))
+    straight.fit()
+    first, last = [path for _, path in checkpointing.list_checkpoints(tmp_path / "straight" / "checkpoints")]
+    state = checkpointing.load_checkpoint(first)
+    frozen = {name for name, p in straight.model.named_parameters() if not p.requires_grad}
+    assert frozen and all(name.startswith("glip.backbone.") for name in frozen)
+    assert set(state["frozen"]["names"]) == frozen and not frozen & set(state["model"])
+    assert state["format"] == "glip-vqa-train" and set(state["answers"]) == {"2", "yes", "red", "no"}
+
+    # A run stopped after step 1: resuming rebuilds the frozen part and ends where the straight run did.
+    (tmp_path / "resumed" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "resumed" / "checkpoints" / first.name).write_bytes(first.read_bytes())
+    VqaTrainer(_config(tmp_path, data, "resumed", *start)).fit(resume=True)
+    final = checkpointing.load_checkpoint(checkpointing.latest_checkpoint(tmp_path / "resumed" / "checkpoints"))
+    reference = checkpointing.load_checkpoint(last)
+    for part in ("model", "ema"):
+        torch.testing.assert_close(final[part], reference[part], rtol=0, atol=0)
+    assert torch.equal(final["rng"][0]["torch"], reference["rng"][0]["torch"])  # the head's dropout drew alike
+    torch.testing.assert_close(final["optimizer"]["state"], reference["optimizer"]["state"], rtol=0, atol=0)
+
+
+def test_the_command_trains_through_the_one_entry_and_scores_the_validation_questions(tmp_path, data, capsys):
+    import json
+
+    import yaml
+
+    from glip.cli import main
+
+    _config(tmp_path, data, "cli")  # writes cli.yaml
+    validation = f"data.val=[{{questions: {data}/vqa.jsonl}}]"
+    assert main(["vqa-train", str(tmp_path / "cli.yaml"), validation, "train.max_steps=1"]) == 0
+    printed = capsys.readouterr().out
+    assert "trained model:" in printed and "VQA accuracy" in printed
+    run = tmp_path / "cli"
+    assert json.loads((run / "vqa_metrics.json").read_text())["overall"] >= 0.0
+    recorded = yaml.safe_load((run / "config.yaml").read_text())  # the VQA config, not the GLIP sections
+    assert recorded["head"]["hidden_dim"] == 8 and recorded["data"]["val"][0]["questions"].endswith("vqa.jsonl")
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [1] and rows[0]["vqa"] > 0 and rows[0]["loss"] == rows[0]["vqa"]
+    # Resuming the finished run with another max_steps continues it; a fresh run there is refused.
+    assert main(["vqa-train", str(tmp_path / "cli.yaml"), "train.max_steps=2", "--resume"]) == 0
+    assert [s for s, _ in checkpointing.list_checkpoints(run / "checkpoints")][-1] == 2
+    assert main(["vqa-train", str(tmp_path / "cli.yaml")]) == 2
+    error = capsys.readouterr().err
+    assert "already holds training checkpoints" in error and error.count("\n") == 1
+
+
+def test_a_detection_checkpoint_is_not_resumed(tmp_path, data):
+    checkpointing.save_checkpoint(tmp_path / "run" / "checkpoints", 1,
+                                  {"format": checkpointing.TRAINING_FORMAT, "version": 2, "step": 1}, keep_last=1)
+    with pytest.raises(ValueError, match="is not a VQA training checkpoint"):
+        VqaTrainer(_config(tmp_path, data, "run")).fit(resume=True)
+
+
 def test_bad_configs_are_one_line_errors(tmp_path, data):
     with pytest.raises(TrainConfigError, match="unknown key 'head.width'"):
         _config(tmp_path, data, "bad", "head.width=3")
     with pytest.raises(TrainConfigError, match="data.train needs at least one VQA source"):
         _config(tmp_path, data, "bad", "data.train=[]")
-    with pytest.raises(ValueError, match="fewer than one batch"):
+    with pytest.raises(ValueError, match="fewer than one global batch"):
         VqaTrainer(_config(tmp_path, data, "bad", "train.batch_size=64"))
+    with pytest.raises(TrainConfigError, match="optim.betas needs two values"):  # the checks of glip train
+        _config(tmp_path, data, "bad", "optim.betas=[0.9]")
+    with pytest.raises(ValueError, match="one process"):
+        from glip.distributed import DistributedContext
+
+        VqaTrainer(_config(tmp_path, data, "bad"), DistributedContext(rank=0, world_size=2))
 
 
 def test_the_shapes_config_reads():

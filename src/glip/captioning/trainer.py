@@ -17,11 +17,10 @@ Example:
 from __future__ import annotations
 
 import logging
-from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import torch
-import yaml
 
 from glip.captioning.data import CaptionBatch, CaptionCollator, CaptionTrainingSet, caption_sources, read_caption_sources
 from glip.captioning.train_config import CaptionTrainConfig
@@ -56,27 +55,25 @@ class CaptionTrainer(Trainer):
 
             dataset = build_caption_dataset(config, build_model_config(config.model))
         super().__init__(config.as_train_config(), context, dataset, model)
+
+    def _build_losses(self) -> dict[str, float]:
         if self.model.caption_head is None:
             raise ValueError(NO_CAPTION_HEAD.split(":")[0] + ": add model.overrides: {caption: {enabled: true}} "
                              "(to start from weights saved without it, load them with model.init_from)")
-        self.collator = CaptionCollator(self.model.config.input.size_divisibility)
-        self.loss_weights = {CAPTION_TERM: config.loss.caption}
-        self.terms = (CAPTION_TERM,)
+        return {CAPTION_TERM: self.caption_config.loss.caption}
+
+    def _build_collator(self) -> CaptionCollator:
+        return CaptionCollator(self.model.config.input.size_divisibility)
+
+    def config_dict(self) -> dict[str, Any]:
+        return self.caption_config.to_dict()  # the caption config, not the GLIP sections the trainer was given
 
     def loss_terms(self, batch: CaptionBatch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """The caption term of one micro-batch (teacher forcing, all positions at once)."""
-        autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
-                    else nullcontext())
-        with autocast:
+        with self.autocast():
             context = caption_context(self.model, self.model.encode_images(batch.images))
             logits = caption_logits(self.model, context, batch.input_ids, batch.attention_mask)  # [B, L, V]
         return {CAPTION_TERM: caption_loss(logits, batch.input_ids, batch.attention_mask)}
-
-    def _start(self, resume: bool) -> int | None:
-        step = super()._start(resume)
-        if self.context.is_main:  # the caption config, not the GLIP sections the trainer was given
-            (self.output_dir / "config.yaml").write_text(yaml.safe_dump(self.caption_config.to_dict(), sort_keys=False))
-        return step
 
 
 def train_captions(config: CaptionTrainConfig, resume: bool | None = None) -> Path:

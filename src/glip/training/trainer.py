@@ -21,14 +21,15 @@ import logging
 import math
 import random
 import time
-from collections.abc import Iterator
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import yaml
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
@@ -47,7 +48,7 @@ from glip.training.loss import GLIPLoss, LossConfig
 from glip.training.mask_loss import MaskLoss
 from glip.training.metrics_log import MetricsLog
 from glip.training.mlm import mask_tokens, mlm_loss, positive_token_mask
-from glip.training.optim import build_optimizer, build_scheduler, freeze_parameters
+from glip.training.optim import LANGUAGE_PREFIX, build_optimizer, build_scheduler, freeze_parameters
 from glip.training.starting_model import build_model
 from glip.training.train_config import TrainConfig
 
@@ -105,7 +106,15 @@ class Trainer:
         model: train this model instead of building ``config.model`` (e.g. with some parameters
             already frozen, or a prompt embedding enabled); a resume must pass an identical one.
             Its checkpoints store it whole.
+
+    A trainer of another task subclasses it (`glip.captioning.trainer.CaptionTrainer`,
+    `glip.training.vqa_trainer.VqaTrainer`) and overrides only what differs: the model built
+    (`_build_model`), the data (``dataset`` and `_build_collator`), the named loss terms
+    (`_build_losses`, `loss_terms`), what its checkpoints record (`config_dict`, `state`,
+    `_check_checkpoint`) and the exported files (`_export`).
     """
+
+    language_prefix = LANGUAGE_PREFIX  # the parameter names AdamW gives optim.language_lr
 
     def __init__(self, config: TrainConfig, context: DistributedContext | None = None,
                  dataset: Dataset | None = None, model: GLIP | None = None) -> None:
@@ -120,39 +129,16 @@ class Trainer:
         self.output_dir = Path(config.output.dir)
         train = config.train
         _seed_everything(train.seed)
-        # self.rebuilt: the parameters that building the model again restores (checkpoints leave
-        # out those of them that are frozen); the trainer cannot rebuild a model passed in.
-        if model is None:
-            start = build_model(config.model)
-            model, self.rebuilt, self.sources = start.model, start.sourced, start.sources
-        else:
-            self.rebuilt, self.sources = frozenset(), ""
-        self.model = model.to(self.device)
-        if train.freeze:
-            frozen = freeze_parameters(self.model, train.freeze)
-            logger.info("froze %d parameters (%s)", frozen, ", ".join(train.freeze))
-        self.optimizer = build_optimizer(self.model, config.optim)
+        self.model = self._build_model(model).to(self.device)
+        self.optimizer = build_optimizer(self.model, config.optim, self.language_prefix)
         self.scheduler = build_scheduler(self.optimizer, config.optim, train.max_steps)
         self.ema = ModelEMA(self.model, train.ema_decay) if train.ema_decay else None
         self.amp_dtype = resolve_amp(train.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
-        self.loss_fn = GLIPLoss(LossConfig(config.loss.focal_alpha, config.loss.focal_gamma, config.loss.atss_top_k))
-        self.loss_weights = config.loss_weights()
+        self.loss_weights = self._build_losses()
         self.terms = tuple(self.loss_weights)  # the named terms, in the order they are logged
-        self.inter_image_loss = self.mlm_vocabulary = self.mask_loss = None
-        self._check_pretraining_heads()
-        if "mask" in self.terms:
-            self.mask_loss = MaskLoss(config.loss.mask_box_jitter)
-        if "inter_image" in self.terms:
-            self.inter_image_loss = InterImageLoss(config.loss.inter_image_max_positives, config.loss.atss_top_k)
-        if "mlm" in self.terms:
-            tokenizer = load_tokenizer()
-            self.mlm_vocabulary = {"mask_token_id": tokenizer.mask_token_id, "special_ids": tokenizer.all_special_ids,
-                            "vocab_size": self.model.config.text.vocab_size}
-        model_config = self.model.config
-        self.dataset = dataset if dataset is not None else build_dataset(config, model_config)
-        self.collator = GroundingCollator(max_length=model_config.text.max_length,
-                                          size_divisibility=model_config.input.size_divisibility)
+        self.dataset = dataset if dataset is not None else build_dataset(config, self.model.config)
+        self.collator = self._build_collator()
         self.sampler = ResumableShardedSampler(len(self.dataset), seed=train.seed, rank=self.context.rank,
                                                world_size=self.context.world_size)
         global_batch = train.batch_size * self.context.world_size
@@ -167,16 +153,63 @@ class Trainer:
         # Training-time randomness (dropout) differs between processes; model init did not.
         torch.manual_seed(train.seed + self.context.rank)
 
-    def _check_pretraining_heads(self) -> None:
+    # ------------------------------------------------------------ what a subclass changes
+    def _build_model(self, model: GLIP | None) -> nn.Module:
+        """The model to train (``model``, or ``config.model`` built), with ``train.freeze`` applied.
+        Sets ``self.rebuilt``, the parameters that building the model again restores (checkpoints
+        leave out those of them that are frozen; none for a model passed in), and ``self.sources``."""
+        if model is None:
+            start = build_model(self.config.model)
+            model, self.rebuilt, self.sources = start.model, start.sourced, start.sources
+        else:
+            self.rebuilt, self.sources = frozenset(), ""
+        if self.config.train.freeze:
+            frozen = freeze_parameters(model, self.config.train.freeze)
+            logger.info("froze %d parameters (%s)", frozen, ", ".join(self.config.train.freeze))
+        return model
+
+    def _build_losses(self) -> dict[str, float]:
+        """Set up what `loss_terms` needs; returns the weight of each named term the loss sums."""
+        config = self.config
+        weights = config.loss_weights()
+        self._check_pretraining_heads(weights)
+        self.loss_fn = GLIPLoss(LossConfig(config.loss.focal_alpha, config.loss.focal_gamma, config.loss.atss_top_k))
+        self.inter_image_loss = self.mlm_vocabulary = self.mask_loss = None
+        if "mask" in weights:
+            self.mask_loss = MaskLoss(config.loss.mask_box_jitter)
+        if "inter_image" in weights:
+            self.inter_image_loss = InterImageLoss(config.loss.inter_image_max_positives, config.loss.atss_top_k)
+        if "mlm" in weights:
+            tokenizer = load_tokenizer()
+            self.mlm_vocabulary = {"mask_token_id": tokenizer.mask_token_id, "special_ids": tokenizer.all_special_ids,
+                                   "vocab_size": self.model.config.text.vocab_size}
+        return weights
+
+    def _build_collator(self) -> Callable[[list[Any]], Any]:
+        """Samples of ``self.dataset`` -> one batch with ``to(device)`` and ``describe()``."""
+        model_config = self.model.config
+        return GroundingCollator(max_length=model_config.text.max_length,
+                                 size_divisibility=model_config.input.size_divisibility)
+
+    def config_dict(self) -> dict[str, Any]:
+        """The run's configuration as its file reads: config.yaml and every checkpoint record it."""
+        return self.config.to_dict()
+
+    def _check_checkpoint(self, state: dict[str, Any], path: Path) -> None:
+        """Raise if the checkpoint ``state`` (read from ``path``) cannot resume this run."""
+        if state.get("format") != checkpointing.TRAINING_FORMAT:
+            raise ValueError(f"{path} is not a glip training checkpoint")
+
+    def _check_pretraining_heads(self, weights: dict[str, float]) -> None:
         """A pre-training term that is on needs its head in the model: one line saying how to add it."""
         heads = self.model.pretraining_heads
         for term in ("inter_image", "mlm"):  # each term's head has the term's name
-            if term in self.terms and (heads is None or getattr(heads, term) is None):
-                raise ValueError(f"loss.{term} = {self.loss_weights[term]:g} needs the model's {term} pre-training "
+            if term in weights and (heads is None or getattr(heads, term) is None):
+                raise ValueError(f"loss.{term} = {weights[term]:g} needs the model's {term} pre-training "
                                  f"head: add model.overrides: {{pretraining: {{{term}: true}}}} (to start from "
                                  "weights saved without it, load them with model.init_from, not model.weights)")
-        if "mask" in self.terms and self.model.mask_head is None:
-            raise ValueError(f"loss.mask = {self.loss_weights['mask']:g} needs the model's mask head: add "
+        if "mask" in weights and self.model.mask_head is None:
+            raise ValueError(f"loss.mask = {weights['mask']:g} needs the model's mask head: add "
                              "model.overrides: {mask_head: {enabled: true}} (to start from weights saved without it, "
                              "load them with model.init_from, not model.weights)")
 
@@ -203,7 +236,7 @@ class Trainer:
             "model": checkpointing.stored_weights(self.model, frozen), "frozen": frozen,
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "ema": ema,
             "scaler": self.scaler.state_dict() if self.scaler else None,
-            "config": self.config.to_dict(),
+            "config": self.config_dict(),
         }
 
     def save_checkpoint(self) -> Path | None:
@@ -221,9 +254,8 @@ class Trainer:
     def load_checkpoint(self, path: Path) -> None:
         """Restore everything from a training checkpoint (RNG included: call last before the loop)."""
         state = checkpointing.load_checkpoint(path)
-        if state.get("format") != checkpointing.TRAINING_FORMAT:
-            raise ValueError(f"{path} is not a glip training checkpoint")
-        _warn_config_changes(state.get("config", {}), self.config.to_dict())
+        self._check_checkpoint(state, path)
+        _warn_config_changes(state.get("config", {}), self.config_dict())
         frozen = state.get("frozen")  # None in checkpoints that store every parameter (version 1)
         checkpointing.restore_weights(self.model, state["model"], frozen, str(path))
         self.optimizer.load_state_dict(state["optimizer"])
@@ -255,7 +287,7 @@ class Trainer:
             logger.warning("nothing to resume in %s: starting a new run", self.output_dir / "checkpoints")
         if self.context.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            (self.output_dir / "config.yaml").write_text(yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+            (self.output_dir / "config.yaml").write_text(yaml.safe_dump(self.config_dict(), sort_keys=False))
         self.context.barrier()
         if resume and latest is not None:
             self.load_checkpoint(latest)
@@ -283,6 +315,10 @@ class Trainer:
             epoch, position = epoch + 1, 0
 
     # ------------------------------------------------------------ one step
+    def autocast(self) -> AbstractContextManager:
+        """Autocast at ``train.amp``'s dtype for a forward pass (a no-op at full precision)."""
+        return torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None else nullcontext()
+
     def loss_terms(self, batch: TrainingBatch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Forward one micro-batch (under autocast if enabled) and return the unweighted terms.
         ``generator``: the random stream of the pre-training terms (default: `step_generator` (0))."""
@@ -296,9 +332,7 @@ class Trainer:
             masked = mask_tokens(input_ids, batch.attention_mask, generator=generator,
                                  probability=settings.mlm_probability, allowed=allowed, **self.mlm_vocabulary)
             input_ids, mlm_labels = masked.input_ids, masked.labels
-        autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
-                    else nullcontext())
-        with autocast:
+        with self.autocast():
             output = self.ddp_model(batch.images, input_ids, batch.attention_mask)
         if self.amp_dtype is not None:
             output = _to_float32(output)
@@ -454,7 +488,8 @@ def _warn_config_changes(saved: dict[str, Any], current: dict[str, Any], prefix:
 
 def train(config: TrainConfig, resume: bool | None = None, trainer_class: type[Trainer] | None = None) -> Path:
     """Train as ``config`` says, on one process or under ``torchrun``; returns the final model path.
-    ``trainer_class``: a subclass of `Trainer` taking ``(config, context)`` (default `Trainer`).
+    ``trainer_class``: a subclass of `Trainer` taking ``(config, context)`` (default `Trainer`), e.g.
+    `CaptionTrainer` or `VqaTrainer` with their own config classes.
 
     Example:
         >>> path = train(load_train_config("tiny.yaml"))  # doctest: +SKIP

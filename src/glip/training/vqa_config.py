@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from glip.training.train_config import (ModelSection, OptimSection, OutputSection, TrainConfigError, TrainSection,
-                                        _build, load_train_config)
+from glip.training.train_config import (ModelSection, OptimSection, OutputSection, TrainConfig, TrainConfigError,
+                                        TrainSection, _build, load_train_config, validate)
 
 
 @dataclass
@@ -78,13 +78,19 @@ class VqaTrainConfig:
         validate_vqa_config(config)
         return config
 
+    def as_train_config(self) -> TrainConfig:
+        """The sections the GLIP trainer reads (its data, input and loss sections at their defaults:
+        unused here, the images are read at the model's own input size)."""
+        return TrainConfig(model=self.model, optim=self.optim, train=self.train, output=self.output)
+
 
 def validate_vqa_config(config: VqaTrainConfig) -> None:
-    """Value checks that types cannot express."""
+    """The checks of `glip train` on the shared sections, plus those of the VQA sections."""
     def need(condition: bool, message: str) -> None:
         if not condition:
             raise TrainConfigError(message)
 
+    validate(config.as_train_config())
     need(bool(config.data.train), "data.train needs at least one VQA source ({questions: FILE, annotations: FILE})")
     for part in ("train", "val"):
         for index, source in enumerate(getattr(config.data, part)):
@@ -97,17 +103,6 @@ def validate_vqa_config(config: VqaTrainConfig) -> None:
     need(config.head.hidden_dim >= 1, "head.hidden_dim must be >= 1")
     need(0.0 <= config.head.dropout < 1.0, "head.dropout must be in [0, 1)")
     need(config.loss_weight > 0, "loss_weight must be positive")
-    need(not (config.model.weights and config.model.init_from), "model.weights and model.init_from are exclusive")
-    train, optim, output = config.train, config.optim, config.output
-    need(train.max_steps > 0 and train.batch_size > 0 and train.grad_accumulation > 0,
-         "train.max_steps, train.batch_size and train.grad_accumulation must be positive")
-    need(train.amp in ("off", "bf16", "fp16", "auto"), f"train.amp must be off, bf16, fp16 or auto, got '{train.amp}'")
-    need(train.ema_decay is None or 0.0 < train.ema_decay < 1.0, "train.ema_decay must be in (0, 1) or null")
-    need(train.num_workers >= 0, "train.num_workers must be >= 0")
-    need(optim.schedule in ("step", "cosine"), f"optim.schedule must be step or cosine, got '{optim.schedule}'")
-    need(optim.grad_clip is None or optim.grad_clip > 0, "optim.grad_clip must be positive or null")
-    need(output.checkpoint_every > 0 and output.keep_last > 0 and output.log_every > 0,
-         "output.checkpoint_every, output.keep_last and output.log_every must be positive")
 
 
 def load_vqa_train_config(path: str | Path | None = None, overrides: list[str] | None = None) -> VqaTrainConfig:

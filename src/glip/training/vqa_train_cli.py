@@ -1,20 +1,21 @@
 """``glip vqa-train CONFIG.yaml [key=value ...] [--resume] [--debug]``: fine-tune a VQA answer head.
 
-Trains as `glip.training.vqa_config.VqaTrainConfig` says (one process), writes
-``OUTPUT/model.safetensors`` with its head ``OUTPUT/model.vqa.safetensors`` (and ``.json``), then,
-when the config has ``data.val`` sources, prints their VQA accuracy (overall, per answer and
-question type) and writes it to ``OUTPUT/vqa_metrics.json``. Errors are one line on stderr and
-exit code 2; Ctrl-C exits 130 (the last checkpoint stays; ``--resume`` continues from it).
+Trains as `glip.training.vqa_config.VqaTrainConfig` says through `glip.training.trainer.train` with
+``trainer_class=VqaTrainer`` (one process), writes ``OUTPUT/model.safetensors`` with its head
+``OUTPUT/model.vqa.safetensors`` (and ``.json``), then, when the config has ``data.val`` sources,
+prints their VQA accuracy (overall, per answer and question type) and writes it to
+``OUTPUT/vqa_metrics.json``. Errors are one line on stderr and exit code 2; Ctrl-C exits 130 (the
+last checkpoint stays; ``--resume`` continues from it).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 
 from glip.cli_errors import run_command
+from glip.training.train_cli import _configure_logging
 
 
 def build_parser(prog: str = "glip vqa-train") -> argparse.ArgumentParser:
@@ -30,12 +31,13 @@ def build_parser(prog: str = "glip vqa-train") -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from glip.training.trainer import train
     from glip.training.vqa_config import load_vqa_train_config
     from glip.training.vqa_trainer import VqaTrainer, read_sources
 
     config = load_vqa_train_config(args.config, args.overrides)
     validation = read_sources(config.data.val)  # read first: a bad file stops the run before training
-    path = VqaTrainer(config).fit(resume=True if args.resume else None)
+    path = train(config, resume=True if args.resume else None, trainer_class=VqaTrainer)
     print(f"trained model: {path} (VQA head beside it)")
     if validation:
         from glip.evaluation.vqa_cli import accuracy_lines
@@ -55,8 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("glip").setLevel(logging.DEBUG if args.debug else logging.INFO)
+    _configure_logging(args.debug)
     return run_command(lambda: run(args), args.debug, "interrupted (resume with --resume from the last checkpoint)")
 
 
