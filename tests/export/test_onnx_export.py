@@ -8,6 +8,7 @@ import pytest
 import torch
 
 pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
 
 from glip.checkpoint import load_glip  # noqa: E402
 from glip.engine import DetectionEngine  # noqa: E402
@@ -44,6 +45,8 @@ def test_onnxruntime_equals_pytorch(exported, model):
     images = np.random.default_rng(0).standard_normal((1, 3, 64, 96)).astype(np.float32)
     differences = check_onnx(path, model, chunks, images)
     assert max(differences.values()) < 1e-4, differences
+    graph = onnx.load(str(path)).graph
+    assert sum(node.op_type == "GridSample" for node in graph.node) > 0  # the convs' sampled method
     outputs = run_onnx(path, images)
     assert outputs["boxes"].shape == (1, 2, sum(meta.level_sizes), 4)
     assert outputs["scores"].shape == (1, sum(meta.level_sizes), len(NAMES))
@@ -65,4 +68,10 @@ def test_numpy_postprocess_equals_the_engine(exported, model):
 def test_input_size_must_fit_the_divisibility(model, tmp_path):
     with pytest.raises(ValueError, match="multiples of 32"):
         export_onnx(model, chunk_class_names(["circle"]), tmp_path / "x.onnx", (50, 64))
+    assert not list(tmp_path.iterdir())
+
+
+def test_opset_must_have_grid_sample(model, tmp_path):
+    with pytest.raises(ValueError, match="opset 15 has no GridSample"):
+        export_onnx(model, chunk_class_names(["circle"]), tmp_path / "x.onnx", (64, 64), opset=15)
     assert not list(tmp_path.iterdir())

@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=positive_int, nargs=2, metavar=("H", "W"), default=None,
                         help="the graph's fixed input size, multiples of 32 (default: a square of the model's "
                              "shorter-side size, 320 for glip-nano, 800 for the official models)")
-    parser.add_argument("--opset", type=positive_int, default=None, help="ONNX opset (default 17)")
+    parser.add_argument("--opset", type=positive_int, default=None, help="ONNX opset (default 17; 16 or later)")
     parser.add_argument("--image", help="the picture of the onnxruntime check (default: a fixed random picture)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser

@@ -2,9 +2,9 @@
 
 The graph is traced by ``torch.onnx.export`` with the TorchScript exporter (``dynamo=False``: it
 needs no ``onnxscript`` and works offline), at a fixed input size. The DyHead's deformable convs
-are exported through `glip.export.deform_conv` (bilinear sampling + matmul; torchvision's op has
-no ONNX symbolic, and few runtimes run ONNX's ``DeformConv``) and Swin's window masks as constants
-(`glip.export.tracing`). The file's metadata holds an `ExportMetadata`
+are exported by their "sampled" method (``GridSample`` + MatMul, `glip.modeling.deform_conv`;
+torchvision's op has no ONNX symbolic, and few runtimes run ONNX's ``DeformConv``) and Swin's
+window masks as constants (`glip.export.tracing`). The file's metadata holds an `ExportMetadata`
 (phrases, sizes, post-processing settings) for `glip.export.runtime`.
 
 Example:
@@ -32,6 +32,7 @@ from glip.modeling.glip import GLIP
 from glip.prompts import PromptChunk
 
 DEFAULT_OPSET = 17
+MIN_OPSET = 16  # GridSample, the deformable convs' sampling
 INPUT_NAME = "images"
 ONNX_MISSING = 'ONNX export needs the onnx and onnxruntime packages: pip install "glip[onnx]"'
 
@@ -73,7 +74,7 @@ def export_onnx(model: GLIP, chunks: Sequence[PromptChunk], path: str | os.PathL
         model: the detector (with an adapter applied, if the prompt is a task's); it is moved to
             the CPU for the export and back to its device afterwards.
         input_hw: the graph's fixed input (height, width); multiples of the model's size divisibility.
-        opset: the ONNX opset (17 has everything the graph needs).
+        opset: the ONNX opset, 16 (``GridSample``) or later.
 
     Returns:
         The metadata stored in the file.
@@ -84,6 +85,8 @@ def export_onnx(model: GLIP, chunks: Sequence[PromptChunk], path: str | os.PathL
     divisor = model.config.input.size_divisibility
     if any(side < divisor or side % divisor for side in input_hw):
         raise ValueError(f"the input size {input_hw[0]}x{input_hw[1]} must be multiples of {divisor}")
+    if opset < MIN_OPSET:
+        raise ValueError(f"opset {opset} has no GridSample (the deformable convs'): use {MIN_OPSET} or later")
     device = model.head.bias_lang.device
     model.cpu()
     try:

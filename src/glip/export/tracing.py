@@ -1,8 +1,11 @@
 """Putting a model in the form the ONNX tracer can export, for the duration of an export.
 
-Two things change, both restored afterwards, whatever happens:
+Three things change, all restored afterwards, whatever happens:
 
-* the DyHead's deformable convs become `glip.export.deform_conv.SampledDeformConvNorm`;
+* the DyHead's deformable convs run by the "sampled" method of `glip.modeling.deform_conv` (one
+  ``grid_sample`` per band of output rows + a matmul, ONNX ``GridSample``, opset 16 or later):
+  torchvision's ``deform_conv2d`` has no ONNX symbolic, and onnxruntime runs ONNX's ``DeformConv``
+  (opset 19) only since 2026 (microsoft/onnxruntime#27393);
 * each Swin stage's shifted-window attention mask, which depends only on the feature size, is
   computed eagerly once and handed to the tracer as a constant. Traced, the mask's construction
   (slice assignments into a region map) comes out of the TorchScript exporter with wrong shapes,
@@ -22,9 +25,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from glip.export.deform_conv import sampled_deform_convs
+from glip.modeling.dyhead import DeformConvNorm
 
 MASK_METHOD = "shifted_window_mask"
+
+
+@contextmanager
+def sampled_deform_convs(model: nn.Module) -> Iterator[int]:
+    """Every `DeformConvNorm` of ``model`` set to ``method="sampled"`` for the duration (its own
+    method back afterwards, even on error). Yields the number of convs."""
+    convs = [module for module in model.modules() if isinstance(module, DeformConvNorm)]
+    methods = [conv.method for conv in convs]
+    try:
+        for conv in convs:
+            conv.method = "sampled"
+        yield len(convs)
+    finally:
+        for conv, method in zip(convs, methods):
+            conv.method = method
 
 
 def _cached(method: Callable[[int, int, torch.device], torch.Tensor]) -> Callable:

@@ -11,7 +11,8 @@ with zeros outside the map. "sampled" gathers the nine taps of a band of output 
 sampled taps of one band hold at most ``tile_elements`` values, which bounds the workspace of an
 inference pass (under autograd every band's taps are kept for the backward pass, as any
 formulation that does not recompute them must). "auto" picks the faster of the two for the device,
-as measured by ``benchmarks/fused_head.py``.
+as measured by ``benchmarks/fused_head.py``. "sampled" is also the ONNX export's formulation
+(``GridSample`` + MatMul; `glip.export.tracing`): torchvision's op has no ONNX symbolic.
 """
 
 from __future__ import annotations
