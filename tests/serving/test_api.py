@@ -348,5 +348,5 @@ def test_decodes_run_at_most_max_decodes_at_a_time(make_client, monkeypatch):
     uploads = [image_bytes(64, seed=20 + i) for i in range(6)]
     with ThreadPoolExecutor(len(uploads)) as pool:
         responses = list(pool.map(lambda data: _detect(client, data), uploads))
-    assert all(r.status_code == 200 for r in responses)
+    assert [(r.status_code, r.text[:200]) for r in responses if r.status_code != 200] == []
     assert peak[0] == 2, f"{peak[0]} decodes ran at the same time; the limit is 2"
