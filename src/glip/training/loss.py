@@ -1,4 +1,5 @@
-"""The GLIP training loss: token-level alignment focal loss, GIoU box loss, centerness BCE.
+"""The GLIP training loss: token-level alignment focal loss, GIoU box loss, centerness BCE, and
+optionally the phrase cross-entropy (ours, not in GLIP; see `phrase_cross_entropy`).
 
 Terms come back unweighted and named; the training loop applies the weights (official: box 2.0).
 Normalisation follows the official code: the token and centerness terms are divided by the number
@@ -27,6 +28,38 @@ class LossConfig:
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
     atss_top_k: int = 9
+    phrase_ce: bool = False  # also return the "phrase_ce" term (`phrase_cross_entropy`)
+
+
+def phrase_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over the prompt's tokens of each positive anchor, summed over anchors.
+
+    The focal term scores every token on its own, so an anchor may score "hexagon" and "circle"
+    alike and pay little for it; this term is a softmax over the anchor's tokens whose target is
+    its phrase's tokens, each 1 / (phrase length): the anchor pays for every other token that scores
+    near its phrase. Ours, not in GLIP or GLIPv2 (GLIPv2's L_inter is the same cross-entropy on
+    separate projections; this one acts on the detection scores themselves).
+
+    Args:
+        logits: [P, L] token logits of P positive anchors.
+        targets: [P, L] their binary token targets (the positive map rows); rows without a token
+            (a phrase the text window cut off) are left out.
+        text_mask: [P, L] 1 for the prompt's tokens (padding is not a candidate).
+
+    Returns:
+        The summed cross-entropy, a scalar (0 with no row).
+
+    Example:
+        >>> logits = torch.tensor([[2.0, 0.0, 0.0]])
+        >>> round(float(phrase_cross_entropy(logits, torch.tensor([[1.0, 0.0, 0.0]]), torch.ones(1, 3))), 4)
+        0.2395
+    """
+    counts = targets.sum(dim=1)
+    keep = counts > 0
+    logits, targets, counts, valid = logits[keep].float(), targets[keep].float(), counts[keep], text_mask[keep] > 0
+    log_probs = torch.log_softmax(logits.masked_fill(~valid, float("-inf")), dim=1)  # [P, L]
+    picked = torch.where(targets > 0, targets * log_probs, torch.zeros_like(log_probs))
+    return -(picked.sum(dim=1) / counts.float()).sum()
 
 
 def giou_loss(pred_boxes: torch.Tensor, target_boxes: torch.Tensor) -> torch.Tensor:
@@ -61,7 +94,8 @@ class GLIPLoss:
     """Call with the model output, the per-image targets and the text attention mask.
 
     targets[i]: ``boxes`` [G, 4] xyxy in network-input pixels, ``positive_map`` [G, L] binary token
-    rows of each box's phrase. Returns ``{"token", "box", "centerness"}``, unweighted.
+    rows of each box's phrase. Returns ``{"token", "box", "centerness"}`` (and ``"phrase_ce"`` when
+    ``config.phrase_ce``), unweighted.
     """
 
     def __init__(self, config: LossConfig | None = None, box_coder: BoxCoder | None = None) -> None:
@@ -121,4 +155,9 @@ class GLIPLoss:
             average_across_processes(0.0)  # keep collective calls in step across processes
             box = deltas.sum() * 0.0
             centre = centerness.sum() * 0.0
-        return {"token": token, "box": box, "centerness": centre}
+        terms = {"token": token, "box": box, "centerness": centre}
+        if self.config.phrase_ce:
+            mask = (text_mask > 0)[:, None, :].expand_as(logits)
+            terms["phrase_ce"] = phrase_cross_entropy(logits[positive], token_targets[positive],
+                                                      mask[positive]) / normaliser
+        return terms

@@ -129,6 +129,9 @@ class LossSection:
     # The official Mask R-CNN weight is 1.0.
     mask: float = 0.0
     mask_box_jitter: float = 0.0  # RoI coordinates move by up to this fraction of the box size (0 = GT boxes)
+    # Cross-entropy over the prompt's tokens for each positive anchor (`glip.training.loss.phrase_cross_entropy`),
+    # off at 0. Ours, not in GLIP: it trains the detection scores to rank an object's own name first.
+    phrase_ce: float = 0.0
 
 
 @dataclass
@@ -178,7 +181,7 @@ class TrainConfig:
     def loss_weights(self) -> dict[str, float]:
         """The weight of each term the training loss sums; the pre-training terms only when on."""
         weights = {"token": self.loss.token, "box": self.loss.box, "centerness": self.loss.centerness}
-        for name in ("inter_image", "mlm", "mask"):
+        for name in ("inter_image", "mlm", "mask", "phrase_ce"):
             if getattr(self.loss, name) > 0:
                 weights[name] = getattr(self.loss, name)
         return weights
@@ -284,6 +287,7 @@ def validate(config: TrainConfig) -> None:
     loss = config.loss
     need(loss.inter_image >= 0 and loss.mlm >= 0, "loss.inter_image and loss.mlm are weights: 0 (off) or positive")
     need(loss.mask >= 0, "loss.mask is a weight: 0 (off) or positive")
+    need(loss.phrase_ce >= 0, "loss.phrase_ce is a weight: 0 (off) or positive")
     need(0.0 <= loss.mask_box_jitter < 0.5, f"loss.mask_box_jitter must be in [0, 0.5), got {loss.mask_box_jitter}")
     need(loss.inter_image_max_positives >= 1, "loss.inter_image_max_positives must be >= 1")
     need(0.0 < loss.mlm_probability < 1.0, f"loss.mlm_probability must be in (0, 1), got {loss.mlm_probability}")
