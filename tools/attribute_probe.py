@@ -40,10 +40,10 @@ import torchvision
 from glip.images import prepare_images
 from glip.modeling import GLIP
 from glip.predictor import GLIPPredictor
-from glip.shapes.vocabulary import ATTRIBUTES, COLOURS, FILLS, SIZES
+from glip.shapes.vocabulary import ATTRIBUTES, COLOURS, FILLS, SHAPES, SIZES
 from glip.tokenizer import load_tokenizer
 
-VALUES = {"colour": tuple(COLOURS), "fill": FILLS, "size": SIZES}
+VALUES = {"colour": tuple(COLOURS), "fill": FILLS, "size": SIZES, "shape": SHAPES}
 P3_STRIDE = 8
 
 
@@ -52,8 +52,10 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def stage_features(weights: str, data: Path, num_scenes: int, attribute: str,
-                   fresh_head: bool = False) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+                   fresh_head: bool = False, only: tuple[str, ...] = ()) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """{stage name: [N, C] box features}, and the attribute's value index of each object ``[N]``.
+
+    ``only``: keep the objects with one of these values (e.g. ``("hexagon", "circle")``); all when empty.
 
     ``fresh_head``: replace the trained head by a newly initialised one (seed 0), to tell what the
     head's structure loses from what its training taught it to drop.
@@ -84,11 +86,14 @@ def stage_features(weights: str, data: Path, num_scenes: int, attribute: str,
             output = model(batch.tensor, prompt["input_ids"], prompt["attention_mask"])
         stages = {"FPN P3": output.image.levels[0], **captured}
         scale = batch.image_sizes[0][0] / batch.original_sizes[0][0]
-        boxes = torch.tensor([obj["bbox"] for obj in scene["objects"]], dtype=torch.float32) * scale  # [K, 4]
+        objects = [obj for obj in scene["objects"] if not only or obj[attribute] in only]
+        if not objects:
+            continue
+        boxes = torch.tensor([obj["bbox"] for obj in objects], dtype=torch.float32) * scale  # [K, 4]
         for name, level in stages.items():
             pooled = torchvision.ops.roi_align(level, [boxes], output_size=1, spatial_scale=1 / P3_STRIDE, aligned=True)
             features[name].extend(pooled.flatten(1))  # K x [C]
-        labels.extend(VALUES[attribute].index(obj[attribute]) for obj in scene["objects"])
+        labels.extend(VALUES[attribute].index(obj[attribute]) for obj in objects)
     return {name: torch.stack(rows) for name, rows in features.items()}, torch.tensor(labels)
 
 
@@ -204,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     probe.add_argument("--attribute", choices=tuple(VALUES), default="colour")
     probe.add_argument("--scenes", type=int, default=120)
     probe.add_argument("--fresh-head", action="store_true", help="probe a newly initialised head instead")
+    probe.add_argument("--only", nargs="+", default=(), metavar="VALUE",
+                       help="probe only objects with these values, e.g. --attribute shape --only hexagon circle")
     centres = commands.add_parser("centres", help="linear probes at object centres, from the pixels up")
     centres.add_argument("--weights", default=None, help="default: the embedded model")
     centres.add_argument("--data", type=Path, default=Path("data/shapes-val/attributes"))
@@ -224,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command in ("probe", "centres"):
         if args.command == "probe":
-            features, labels = stage_features(args.weights, args.data, args.scenes, args.attribute, args.fresh_head)
+            features, labels = stage_features(args.weights, args.data, args.scenes, args.attribute, args.fresh_head,
+                                             tuple(args.only))
         else:
             features, labels = centre_features(args.weights, args.data, args.scenes, args.attribute)
         chance = float(torch.bincount(labels).max()) / len(labels)

@@ -54,3 +54,13 @@ def test_probe_accuracy_finds_a_linearly_separable_attribute(probe) -> None:
     features = torch.nn.functional.one_hot(labels, 4).float() * 3 + torch.randn(200, 4) * 0.1
     assert probe.probe_accuracy(features, labels, classes=4) == 1.0
     assert probe.probe_accuracy(torch.randn(200, 4), labels, classes=4) < 0.6
+
+
+def test_stage_features_keep_only_the_named_shapes(probe, shapes_root: Path) -> None:
+    data = shapes_root / "attributes"
+    scenes = probe.read_jsonl(data / "scenes.jsonl")[:6]
+    present = sorted({obj["shape"] for scene in scenes for obj in scene["objects"]})[:2]
+    features, labels = probe.stage_features(None, data, num_scenes=6, attribute="shape", only=tuple(present))
+    kept = [obj for scene in scenes for obj in scene["objects"] if obj["shape"] in present]
+    assert labels.tolist() == [probe.VALUES["shape"].index(obj["shape"]) for obj in kept] and kept
+    assert all(rows.shape[0] == len(kept) for rows in features.values())

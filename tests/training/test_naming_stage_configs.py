@@ -1,0 +1,32 @@
+"""The naming-stage configs: each parses, opens with what it starts from and what it produces, and
+the two differ only by the phrase cross-entropy term and their output folder."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from glip.training.train_config import load_train_config
+
+ROOT = Path(__file__).resolve().parents[2]
+START = "runs/glipv2-nano/model.safetensors"
+
+
+def test_both_parse_and_name_their_start_and_result() -> None:
+    for stem in ("naming-stage", "naming-stage-ce"):
+        path = ROOT / "configs" / f"{stem}.yaml"
+        config = load_train_config(path)
+        first, second = path.read_text().splitlines()[:2]
+        assert first.startswith(f"# Starts from: {START} ") and second.startswith(f"# Produces: runs/{stem}/")
+        assert config.model.init_from == START and config.output.dir == f"runs/{stem}"
+        # the detection data's share is doubled by a second det-train split from another seed
+        det = [d for d in config.data.datasets if d.type == "coco"]
+        assert [d.weight for d in det] == [1.0, 2.0] and len({d.annotations for d in det}) == 2
+
+
+def test_the_two_differ_by_the_phrase_term_only() -> None:
+    plain = load_train_config(ROOT / "configs" / "naming-stage.yaml")
+    with_term = load_train_config(ROOT / "configs" / "naming-stage-ce.yaml")
+    assert plain.loss.phrase_ce == 0.0 and with_term.loss.phrase_ce == 0.5
+    assert dataclasses.replace(with_term, loss=plain.loss, output=plain.output) == plain
+    assert "phrase_ce" in with_term.loss_weights() and "phrase_ce" not in plain.loss_weights()
