@@ -230,11 +230,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{pair:24s} {encoder:12.3f}  {head:11.3f}  {after:9.3f}")
         return 0
     if args.command in ("probe", "centres"):
+        unknown = [value for value in getattr(args, "only", ()) if value not in VALUES[args.attribute]]
+        if unknown:
+            parser.error(f"--only: {', '.join(unknown)} not a {args.attribute} (one of {', '.join(VALUES[args.attribute])})")
         if args.command == "probe":
             features, labels = stage_features(args.weights, args.data, args.scenes, args.attribute, args.fresh_head,
                                              tuple(args.only))
         else:
             features, labels = centre_features(args.weights, args.data, args.scenes, args.attribute)
+        if not len(labels):
+            parser.error(f"no object to probe in the first {args.scenes} scenes of {args.data} (check --data and --only)")
         chance = float(torch.bincount(labels).max()) / len(labels)
         print(f"{args.attribute} of {len(labels)} objects, majority-class rate {chance:.2f}")
         for name, values in features.items():

@@ -157,7 +157,6 @@ class GLIPLoss:
             centre = centerness.sum() * 0.0
         terms = {"token": token, "box": box, "centerness": centre}
         if self.config.phrase_ce:
-            mask = (text_mask > 0)[:, None, :].expand_as(logits)
             terms["phrase_ce"] = phrase_cross_entropy(logits[positive], token_targets[positive],
-                                                      mask[positive]) / normaliser
+                                                      token_mask[positive]) / normaliser
         return terms

@@ -179,7 +179,7 @@ class TrainConfig:
         return config
 
     def loss_weights(self) -> dict[str, float]:
-        """The weight of each term the training loss sums; the pre-training terms only when on."""
+        """The weight of each term the training loss sums; the optional terms (weight 0 = off) only when on."""
         weights = {"token": self.loss.token, "box": self.loss.box, "centerness": self.loss.centerness}
         for name in ("inter_image", "mlm", "mask", "phrase_ce"):
             if getattr(self.loss, name) > 0:
