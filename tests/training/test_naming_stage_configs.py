@@ -1,5 +1,5 @@
 """The naming-stage configs: each parses, opens with what it starts from and what it produces, and
-the two differ only by the phrase cross-entropy term and their output folder."""
+each differs from the one before by one loss setting and its output folder."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ ROOT = Path(__file__).resolve().parents[2]
 START = "runs/glipv2-nano/model.safetensors"
 
 
-def test_both_parse_and_name_their_start_and_result() -> None:
-    for stem in ("naming-stage", "naming-stage-ce"):
+def test_each_parses_and_names_its_start_and_result() -> None:
+    for stem in ("naming-stage", "naming-stage-ce", "naming-stage-phrases"):
         path = ROOT / "configs" / f"{stem}.yaml"
         config = load_train_config(path)
         first, second = path.read_text().splitlines()[:2]
@@ -30,3 +30,10 @@ def test_the_two_differ_by_the_phrase_term_only() -> None:
     assert plain.loss.phrase_ce == 0.0 and with_term.loss.phrase_ce == 0.5
     assert dataclasses.replace(with_term, loss=plain.loss, output=plain.output) == plain
     assert "phrase_ce" in with_term.loss_weights() and "phrase_ce" not in plain.loss_weights()
+
+
+def test_the_phrases_stage_differs_from_the_ce_stage_by_the_candidates_only() -> None:
+    over_tokens = load_train_config(ROOT / "configs" / "naming-stage-ce.yaml")
+    over_phrases = load_train_config(ROOT / "configs" / "naming-stage-phrases.yaml")
+    assert over_tokens.loss.phrase_ce_candidates == "tokens" and over_phrases.loss.phrase_ce_candidates == "phrases"
+    assert dataclasses.replace(over_phrases, loss=over_tokens.loss, output=over_tokens.output) == over_tokens

@@ -29,37 +29,79 @@ class LossConfig:
     focal_gamma: float = 2.0
     atss_top_k: int = 9
     phrase_ce: bool = False  # also return the "phrase_ce" term (`phrase_cross_entropy`)
+    phrase_ce_candidates: str = "phrases"  # what the term's softmax ranks: "phrases" or "tokens"
 
 
-def phrase_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy over the prompt's tokens of each positive anchor, summed over anchors.
+def phrase_groups(target: dict, text_mask: torch.Tensor) -> torch.Tensor:
+    """[L] int64: the candidate each token of one prompt belongs to in `phrase_cross_entropy`, -1 off.
+
+    A category name (detection data, ``token_labels``) is one candidate whether or not the image
+    holds it; a phrase with a box (a ``positive_map`` row) is one candidate; every other token of
+    the prompt (``text_mask``: [L]) is a candidate of its own; padding is none. Ids run 0..G-1.
+    """
+    length = text_mask.shape[0]
+    groups = torch.full((length,), -1, dtype=torch.int64)
+    valid = (text_mask > 0).cpu()
+    next_id = 0
+    labels = target.get("token_labels")
+    if labels is not None:
+        labels = labels.cpu()
+        for key in labels[valid & (labels >= 0)].unique().tolist():
+            groups[valid & (labels == key)] = next_id
+            next_id += 1
+    for row in target["positive_map"].cpu().unique(dim=0):
+        free = valid & (row > 0) & (groups < 0)
+        if free.any():
+            groups[free] = next_id
+            next_id += 1
+    loose = valid & (groups < 0)
+    groups[loose] = torch.arange(next_id, next_id + int(loose.sum()))
+    return groups
+
+
+def phrase_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over the prompt's candidate names of each positive anchor, summed over anchors.
 
     The focal term scores every token on its own, so an anchor may score "hexagon" and "circle"
-    alike and pay little for it; this term is a softmax over the anchor's tokens whose target is
-    its phrase's tokens, each 1 / (phrase length): the anchor pays for every other token that scores
-    near its phrase. Ours, not in GLIP or GLIPv2 (GLIPv2's L_inter is the same cross-entropy on
-    separate projections; this one acts on the detection scores themselves).
+    alike and pay little for it; this term is a softmax over the anchor's candidates whose target
+    is its own phrase: the anchor pays for every other name that scores near its own. A
+    candidate's logit is the mean of its tokens' logits (the detections name an anchor by the mean
+    of its phrase's token scores), so a name of three word pieces ("he ##xa ##gon") competes with
+    a one-piece name ("circle") on equal terms. ``groups`` with every token its own candidate
+    gives the softmax over tokens, which splits a long name's target over its pieces and leaves
+    each piece's logit log(pieces) below a one-piece name's at the same probability. Ours, not in
+    GLIP or GLIPv2 (GLIPv2's L_inter is a cross-entropy over tokens on separate projections; this
+    one acts on the detection scores themselves).
 
     Args:
         logits: [P, L] token logits of P positive anchors.
         targets: [P, L] their binary token targets (the positive map rows); rows without a token
-            (a phrase the text window cut off) are left out.
-        text_mask: [P, L] 1 for the prompt's tokens (padding is not a candidate).
+            (a phrase the text window cut off) are left out. Each target token gives its candidate
+            an equal share of the target (all to one candidate when the phrase is one).
+        groups: [P, L] int64 candidate id of each token of the anchor's prompt (`phrase_groups`),
+            -1 for tokens that are no candidate (padding).
 
     Returns:
         The summed cross-entropy, a scalar (0 with no row).
 
     Example:
         >>> logits = torch.tensor([[2.0, 0.0, 0.0]])
-        >>> round(float(phrase_cross_entropy(logits, torch.tensor([[1.0, 0.0, 0.0]]), torch.ones(1, 3))), 4)
+        >>> round(float(phrase_cross_entropy(logits, torch.tensor([[1.0, 0.0, 0.0]]),
+        ...                                  torch.tensor([[0, 1, 2]]))), 4)
         0.2395
     """
-    counts = targets.sum(dim=1)
-    keep = counts > 0
-    logits, targets, counts, valid = logits[keep].float(), targets[keep].float(), counts[keep], text_mask[keep] > 0
-    log_probs = torch.log_softmax(logits.masked_fill(~valid, float("-inf")), dim=1)  # [P, L]
-    picked = torch.where(targets > 0, targets * log_probs, torch.zeros_like(log_probs))
-    return -(picked.sum(dim=1) / counts.float()).sum()
+    keep = targets.sum(dim=1) > 0
+    logits, targets, groups = logits[keep].float(), targets[keep].float(), groups[keep].to(logits.device)
+    rows, length = logits.shape
+    member = groups >= 0
+    slots = groups.clamp(min=0)
+    sums = logits.new_zeros(rows, length).scatter_add_(1, slots, torch.where(member, logits, 0.0))
+    counts = logits.new_zeros(rows, length).scatter_add_(1, slots, member.float())
+    candidate_logits = (sums / counts.clamp(min=1.0)).masked_fill(counts == 0, float("-inf"))  # [P, G <= L]
+    log_probs = torch.log_softmax(candidate_logits, dim=1)  # [P, G]
+    shares = targets * member / targets.sum(dim=1, keepdim=True)  # each target token's share of the target
+    wanted = logits.new_zeros(rows, length).scatter_add_(1, slots, shares)  # [P, G]
+    return -torch.where(wanted > 0, wanted * log_probs, 0.0).sum()
 
 
 def giou_loss(pred_boxes: torch.Tensor, target_boxes: torch.Tensor) -> torch.Tensor:
@@ -122,6 +164,14 @@ class GLIPLoss:
             positives.append(positive)
         return torch.stack(token_targets), torch.stack(matched_boxes), torch.stack(positives)
 
+    def _candidates(self, targets: list[dict], text_mask: torch.Tensor) -> torch.Tensor:
+        """[B, L] the `phrase_cross_entropy` candidate id of each token of each image's prompt."""
+        if self.config.phrase_ce_candidates == "tokens":
+            per_image = [torch.where(mask > 0, torch.arange(mask.shape[0]), -1) for mask in text_mask.cpu()]
+        else:
+            per_image = [phrase_groups(target, mask) for target, mask in zip(targets, text_mask)]
+        return torch.stack(per_image).to(text_mask.device)
+
     def __call__(self, output: GLIPOutput, targets: list[dict], text_mask: torch.Tensor) -> dict[str, torch.Tensor]:
         head = output.head
         anchors = torch.cat(output.anchors)  # [A, 4]
@@ -158,5 +208,6 @@ class GLIPLoss:
         terms = {"token": token, "box": box, "centerness": centre}
         if self.config.phrase_ce:
             terms["phrase_ce"] = phrase_cross_entropy(logits[positive], token_targets[positive],
-                                                      token_mask[positive]) / normaliser
+                                                      self._candidates(targets, text_mask)[:, None, :]
+                                                      .expand_as(logits)[positive]) / normaliser
         return terms

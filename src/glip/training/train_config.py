@@ -30,6 +30,7 @@ import yaml
 DATASET_TYPES = ("coco", "odvg", "mdetr", "pseudo")
 AMP_MODES = ("off", "bf16", "fp16", "auto")
 SCHEDULES = ("step", "cosine")
+PHRASE_CE_CANDIDATES = ("phrases", "tokens")
 
 
 class TrainConfigError(ValueError):
@@ -129,9 +130,13 @@ class LossSection:
     # The official Mask R-CNN weight is 1.0.
     mask: float = 0.0
     mask_box_jitter: float = 0.0  # RoI coordinates move by up to this fraction of the box size (0 = GT boxes)
-    # Cross-entropy over the prompt's tokens for each positive anchor (`glip.training.loss.phrase_cross_entropy`),
+    # Cross-entropy over the prompt's names for each positive anchor (`glip.training.loss.phrase_cross_entropy`),
     # off at 0. Ours, not in GLIP: it trains the detection scores to rank an object's own name first.
     phrase_ce: float = 0.0
+    # What its softmax ranks: "phrases" (a name of several word pieces is one candidate, scored by
+    # the mean of its pieces' logits) or "tokens" (every piece its own candidate; biased towards
+    # one-piece names, kept to reproduce configs/naming-stage-ce.yaml).
+    phrase_ce_candidates: str = "phrases"
 
 
 @dataclass
@@ -288,6 +293,8 @@ def validate(config: TrainConfig) -> None:
     need(loss.inter_image >= 0 and loss.mlm >= 0, "loss.inter_image and loss.mlm are weights: 0 (off) or positive")
     need(loss.mask >= 0, "loss.mask is a weight: 0 (off) or positive")
     need(loss.phrase_ce >= 0, "loss.phrase_ce is a weight: 0 (off) or positive")
+    need(loss.phrase_ce_candidates in PHRASE_CE_CANDIDATES,
+         f"loss.phrase_ce_candidates must be one of {', '.join(PHRASE_CE_CANDIDATES)}, got {loss.phrase_ce_candidates!r}")
     need(0.0 <= loss.mask_box_jitter < 0.5, f"loss.mask_box_jitter must be in [0, 0.5), got {loss.mask_box_jitter}")
     need(loss.inter_image_max_positives >= 1, "loss.inter_image_max_positives must be >= 1")
     need(0.0 < loss.mlm_probability < 1.0, f"loss.mlm_probability must be in (0, 1), got {loss.mlm_probability}")

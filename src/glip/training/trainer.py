@@ -174,7 +174,8 @@ class Trainer:
         weights = config.loss_weights()
         self._check_pretraining_heads(weights)
         self.loss_fn = GLIPLoss(LossConfig(config.loss.focal_alpha, config.loss.focal_gamma, config.loss.atss_top_k,
-                                           phrase_ce="phrase_ce" in weights))
+                                           phrase_ce="phrase_ce" in weights,
+                                           phrase_ce_candidates=config.loss.phrase_ce_candidates))
         self.inter_image_loss = self.mlm_vocabulary = self.mask_loss = None
         if "mask" in weights:
             self.mask_loss = MaskLoss(config.loss.mask_box_jitter)
