@@ -51,6 +51,27 @@ def test_every_question_of_every_image_gets_its_best_answers(predictor):
     assert len(predictor.answer(_picture(0), ["is it?"], top_k=50)[0].qa[0].answers) == len(ANSWERS)
 
 
+def test_each_image_with_its_own_questions_equals_asking_one_question_at_a_time(predictor):
+    # Questions of different lengths share passes (padded to the longest), split over passes of 2.
+    own = [["how many stars are there?", "is there a red square?", "what colour is the big ring left of it?"],
+           ["is it?"], ["what shape is it?", "how many?"]]
+    pictures = [_picture(seed) for seed in range(3)]
+    previous = predictor.answerer.questions_per_pass
+    predictor.answerer.questions_per_pass = 2
+    try:
+        together = predictor.answer_each(pictures, own, top_k=2, batch_size=3)
+    finally:
+        predictor.answerer.questions_per_pass = previous
+    assert [[qa.question for qa in result.qa] for result in together] == own
+    for picture, questions, result in zip(pictures, own, together):
+        for question, qa in zip(questions, result.qa):
+            alone = predictor.answer(picture, [question], top_k=2)[0].qa[0]
+            assert [a.answer for a in alone.answers] == [a.answer for a in qa.answers]
+            assert all(abs(a.score - b.score) < 1e-4 for a, b in zip(alone.answers, qa.answers))
+    with pytest.raises(ValueError, match="2 question lists for 3 images"):
+        predictor.answer_each(pictures, own[:2])
+
+
 def test_bad_questions_are_clear_errors(predictor):
     with pytest.raises(ValueError, match="question 2 is empty"):
         predictor.answer(_picture(0), ["is it red?", "  "])

@@ -3,7 +3,9 @@
 The question is the text input of the fused encoder (`GLIP.fused_features`); the answer head
 (`glip.modeling.vqa_head.VqaHead`) scores every answer of its vocabulary from the fused features,
 ``sigmoid(logit)`` (the head is trained with a binary cross-entropy on soft scores). The image side
-runs once per batch of images, the text side and the fusion once per question.
+runs once per batch of images; the text side and the fusion run on batches of (image, question)
+pairs, each image asked the same questions (`QuestionAnswerer.answer`) or its own
+(`QuestionAnswerer.answer_each`).
 
 Example:
     >>> answerer = QuestionAnswerer(model, head, vocabulary, tokenizer)  # doctest: +SKIP
@@ -98,49 +100,84 @@ class QuestionAnswerer:
         head: the answer head (same device).
         vocabulary: the head's answers, index order.
         tokenizer: the model's tokenizer.
+        questions_per_pass: (image, question) pairs the text side and the fusion run at once.
     """
 
     def __init__(self, model: GLIP, head: VqaHead, vocabulary: AnswerVocabulary,
-                 tokenizer: PreTrainedTokenizerBase) -> None:
+                 tokenizer: PreTrainedTokenizerBase, questions_per_pass: int = 16) -> None:
         if len(vocabulary) != head.num_answers:
             raise ValueError(f"answer vocabulary mismatch: {len(vocabulary)} answers for a head scoring "
                              f"{head.num_answers}")
+        if questions_per_pass < 1:
+            raise ValueError(f"questions_per_pass must be at least 1, got {questions_per_pass}")
         self.model, self.head, self.vocabulary, self.tokenizer = model, head, vocabulary, tokenizer
+        self.questions_per_pass = questions_per_pass
 
     @property
     def max_length(self) -> int:
         return self.model.config.text.max_length
 
     @torch.inference_mode()
+    def pair_scores(self, batch: ImageBatch, image_rows: Sequence[int], questions: Sequence[str],
+                    cancelled: Callable[[], bool] | None = None) -> torch.Tensor:
+        """[N, num_answers] answer scores of N (image, question) pairs: ``questions[n]`` asked of
+        image ``image_rows[n]`` of ``batch``. The image side runs once per image; the text side and
+        the fusion run on ``questions_per_pass`` pairs at a time, each question padded to the
+        longest of its pass (padding changes no score: the attention masks leave it out)."""
+        if len(image_rows) != len(questions):
+            raise ValueError(f"{len(image_rows)} image rows for {len(questions)} questions: give one row per question")
+        tokens = tokenize_questions(questions, self.tokenizer, self.max_length)  # [N, L]
+        device = batch.tensor.device
+        image_features = self.model.encode_images(batch.tensor)
+        rows = torch.as_tensor(list(image_rows), dtype=torch.int64)
+        scores = []
+        for start in range(0, rows.shape[0], self.questions_per_pass):
+            if cancelled is not None and cancelled():
+                raise DetectionCancelled("question answering cancelled")
+            ids = tokens.input_ids[start:start + self.questions_per_pass]
+            mask = tokens.attention_mask[start:start + self.questions_per_pass]
+            real = int(mask.sum(dim=1).max())  # the pass's longest question
+            fused = self.model.fused_features(batch.tensor, ids[:, :real].to(device), mask[:, :real].to(device),
+                                              image_features=image_features.select(rows[start:start + ids.shape[0]],
+                                                                                  stages=False))
+            logits = self.head(fused.text, fused.text_mask, fused.visual).logits  # [n, A]
+            scores.append(logits.float().sigmoid())
+        return torch.cat(scores)
+
     def scores(self, batch: ImageBatch, questions: Sequence[str],
                cancelled: Callable[[], bool] | None = None) -> torch.Tensor:
         """[B, Q, num_answers] answer scores of every question about every image of ``batch``."""
-        tokens = tokenize_questions(questions, self.tokenizer, self.max_length)
-        device = batch.tensor.device
-        image_features = self.model.encode_images(batch.tensor)
-        per_question = []
-        for index in range(tokens.input_ids.shape[0]):
-            if cancelled is not None and cancelled():
-                raise DetectionCancelled("question answering cancelled")
-            ids = tokens.input_ids[index:index + 1]
-            mask = tokens.attention_mask[index:index + 1]
-            real = int(mask.sum())  # the question's own tokens: padding never changes them
-            fused = self.model.fused_features(batch.tensor, ids[:, :real].to(device), mask[:, :real].to(device),
-                                              image_features=image_features)
-            logits = self.head(fused.text, fused.text_mask, fused.visual).logits  # [B, A]
-            per_question.append(logits.float().sigmoid())
-        return torch.stack(per_question, dim=1)  # [B, Q, A]
+        images = batch.tensor.shape[0]
+        rows = [row for row in range(images) for _ in questions]
+        return self.pair_scores(batch, rows, list(questions) * images, cancelled).reshape(images, len(questions), -1)
+
+    def answer_each(self, batch: ImageBatch, questions: Sequence[Sequence[str]], top_k: int = 5,
+                    cancelled: Callable[[], bool] | None = None) -> list[list[QuestionAnswers]]:
+        """Per image of ``batch``, its own questions (``questions[b]``), each with the ``top_k`` best
+        answers (best first)."""
+        _check_top_k(top_k)
+        if len(questions) != batch.tensor.shape[0]:
+            raise ValueError(f"{len(questions)} question lists for {batch.tensor.shape[0]} images: give one per image")
+        asked = [check_questions(own, self.tokenizer, self.max_length) for own in questions]
+        rows = [row for row, own in enumerate(asked) for _ in own]
+        scores = self.pair_scores(batch, rows, [question for own in asked for question in own], cancelled)
+        values, indices = scores.topk(min(top_k, len(self.vocabulary)), dim=-1)  # [N, K]
+        answers = self.vocabulary.answers
+        results, pair = [], 0
+        for own in asked:
+            results.append([QuestionAnswers(question, [Answer(answers[i], round(float(v), 4))
+                                                       for v, i in zip(values[pair + q].tolist(),
+                                                                       indices[pair + q].tolist())])
+                            for q, question in enumerate(own)])
+            pair += len(own)
+        return results
 
     def answer(self, batch: ImageBatch, questions: Sequence[str], top_k: int = 5,
                cancelled: Callable[[], bool] | None = None) -> list[list[QuestionAnswers]]:
         """Per image of ``batch``, per question, the ``top_k`` best answers (best first)."""
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise ValueError(f"top_k must be a whole number of at least 1, got {top_k!r}")
-        questions = check_questions(questions, self.tokenizer, self.max_length)
-        scores = self.scores(batch, questions, cancelled)
-        values, indices = scores.topk(min(top_k, len(self.vocabulary)), dim=-1)  # [B, Q, K]
-        answers = self.vocabulary.answers
-        return [[QuestionAnswers(question, [Answer(answers[i], round(float(v), 4))
-                                            for v, i in zip(values[b, q].tolist(), indices[b, q].tolist())])
-                 for q, question in enumerate(questions)]
-                for b in range(scores.shape[0])]
+        return self.answer_each(batch, [questions] * batch.tensor.shape[0], top_k, cancelled)
+
+
+def _check_top_k(top_k: int) -> None:
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k must be a whole number of at least 1, got {top_k!r}")

@@ -158,7 +158,6 @@ class GLIPPredictor:
         self.answerer = QuestionAnswerer(self.model, head, vocabulary, self.tokenizer)
         logger.info("VQA head %s (%d answers)", path, len(vocabulary))
 
-    @torch.inference_mode()
     def answer(self, images: Sequence[ImageSource] | ImageSource, questions: Sequence[str], top_k: int = 5,
                batch_size: int = 1, cancelled: Callable[[], bool] | None = None) -> list[ImageAnswers]:
         """Ask every question of every image.
@@ -168,27 +167,40 @@ class GLIPPredictor:
             questions: everyday English questions, each within the model's token window.
             top_k: answers kept per question, best first (at most the vocabulary's size).
             batch_size: images per forward pass, at least 1.
-            cancelled: polled between questions; True stops with `glip.engine.DetectionCancelled`.
+            cancelled: polled between passes; True stops with `glip.engine.DetectionCancelled`.
 
         Raises:
             ValueError: a model without a VQA head, no or an empty question, one longer than the window.
         """
+        sources = [images] if not isinstance(images, (list, tuple)) else list(images)
+        if self.answerer is None:
+            raise ValueError(NO_VQA_HEAD)
+        questions = check_questions(questions, self.tokenizer, self.max_length)  # before any image is read
+        return self.answer_each(sources, [questions] * len(sources), top_k, batch_size, cancelled)
+
+    @torch.inference_mode()
+    def answer_each(self, images: Sequence[ImageSource], questions: Sequence[Sequence[str]], top_k: int = 5,
+                    batch_size: int = 1, cancelled: Callable[[], bool] | None = None) -> list[ImageAnswers]:
+        """Ask each image its own questions: ``questions[i]`` of ``images[i]`` (a VQA evaluation's
+        shape); arguments and errors as `answer`. The questions of ``batch_size`` images share the
+        text side's and the fusion's passes."""
         if self.answerer is None:
             raise ValueError(NO_VQA_HEAD)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
-        single = not isinstance(images, (list, tuple))
-        sources = [images] if single else list(images)
-        if not sources:
-            raise ValueError("no images given")
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise ValueError(f"top_k must be a whole number of at least 1, got {top_k!r}")
-        questions = check_questions(questions, self.tokenizer, self.max_length)  # before any image is read
+        sources = list(images)
+        if not sources:
+            raise ValueError("no images given")
+        if len(questions) != len(sources):
+            raise ValueError(f"{len(questions)} question lists for {len(sources)} images: give one list per image")
+        questions = [check_questions(own, self.tokenizer, self.max_length) for own in questions]  # before any image
         results = []
         for start in range(0, len(sources), batch_size):
             batch_sources = sources[start:start + batch_size]
             batch = prepare_images(batch_sources, self.model.config.input).to(self.device)
-            per_image = self.answerer.answer(batch, questions, top_k, cancelled)
+            per_image = self.answerer.answer_each(batch, questions[start:start + batch_size], top_k, cancelled)
             for source, (h0, w0), qa in zip(batch_sources, batch.original_sizes, per_image):
                 results.append(ImageAnswers(os.fspath(source) if isinstance(source, (str, os.PathLike)) else None,
                                             w0, h0, qa))

@@ -19,7 +19,7 @@ import logging
 import sys
 from pathlib import Path
 
-from glip.cli_args import device_name
+from glip.cli_args import device_name, positive_int
 from glip.cli_errors import run_command
 
 
@@ -37,6 +37,8 @@ def build_parser(prog: str = "glip vqa-eval") -> argparse.ArgumentParser:
     parser.add_argument("--vqa-head", metavar="FILE", help="the answer head to use with --weights")
     parser.add_argument("--out", default="glip_vqa_eval", help="output folder (default glip_vqa_eval)")
     parser.add_argument("--device", type=device_name, default=None, help="cpu, cuda, cuda:N or mps")
+    parser.add_argument("--batch-size", type=positive_int, default=8,
+                        help="images per pass, all their questions with them (default 8)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     return parser
@@ -72,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
             predictor.load_vqa_head(args.vqa_head)
         if predictor.answerer is None:
             raise ValueError(NO_VQA_HEAD)
-        predictions = predict_answers(predictor, questions, progress=not args.no_progress)
+        predictions = predict_answers(predictor, questions, progress=not args.no_progress,
+                                      batch_size=args.batch_size)
         out.mkdir(parents=True, exist_ok=True)
         results = out / "vqa_results.json"
         results.write_text(json.dumps(results_records(predictions)) + "\n")

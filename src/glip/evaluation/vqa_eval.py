@@ -1,7 +1,8 @@
 """VQA evaluation: a predictor's best answer to every question, scored with the VQA2.0 accuracy.
 
-Questions are grouped by image so that each image is read and encoded once for all its questions
-(`GLIPPredictor.answer`). The predictions are the official results format
+Questions are grouped by image so that each image is read and encoded once for all its questions,
+and ``batch_size`` images with all their questions go through the model together
+(`GLIPPredictor.answer_each`). The predictions are the official results format
 (``[{"question_id", "answer"}]``) and the score `glip.evaluation.vqa_metrics.vqa_accuracy`
 (overall, per question type, per answer type).
 
@@ -28,7 +29,7 @@ Id = Union[int, str]
 
 
 def predict_answers(predictor: GLIPPredictor, questions: Sequence[VqaQuestion],
-                    progress: bool = False) -> dict[Id, str]:
+                    progress: bool = False, batch_size: int = 8) -> dict[Id, str]:
     """Question id -> the predictor's best answer, for every question (each must name its image)."""
     by_image: dict[Path, list[VqaQuestion]] = defaultdict(list)
     for question in questions:
@@ -36,11 +37,18 @@ def predict_answers(predictor: GLIPPredictor, questions: Sequence[VqaQuestion],
             raise EvaluationError(f"question {question.question_id!r} names no image file: give the questions "
                                   "file's 'images' list or --image-pattern")
         by_image[question.image].append(question)
+    images = list(by_image)
     predictions: dict[Id, str] = {}
-    for image, asked in tqdm(by_image.items(), desc="vqa", unit="image", disable=not progress):
-        result = predictor.answer([image], [question.question for question in asked], top_k=1)[0]
-        for question, qa in zip(asked, result.qa):
-            predictions[question.question_id] = qa.answers[0].answer
+    with tqdm(total=len(images), desc="vqa", unit="image", disable=not progress) as bar:
+        for start in range(0, len(images), batch_size):
+            chunk = images[start:start + batch_size]
+            asked = [by_image[image] for image in chunk]
+            results = predictor.answer_each(chunk, [[q.question for q in own] for own in asked], top_k=1,
+                                            batch_size=len(chunk))
+            for own, result in zip(asked, results):
+                for question, qa in zip(own, result.qa):
+                    predictions[question.question_id] = qa.answers[0].answer
+            bar.update(len(chunk))
     return predictions
 
 

@@ -26,6 +26,13 @@ class ImageFeatures:
     stages: list[torch.Tensor]
     levels: list[torch.Tensor]
 
+    def select(self, rows: torch.Tensor, stages: bool = True) -> "ImageFeatures":
+        """The features of images ``rows`` ([N] int64, repeats allowed), each [N, C, H, W];
+        ``stages=False`` leaves the backbone stages out (for a use that reads the FPN levels only)."""
+        rows = rows.to(self.levels[0].device)
+        return ImageFeatures(stages=[stage[rows] for stage in self.stages] if stages else [],
+                             levels=[level[rows] for level in self.levels])
+
 
 @dataclass
 class GLIPOutput:
