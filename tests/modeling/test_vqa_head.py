@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from glip.config import get_config
@@ -85,3 +86,40 @@ def test_config_round_trips_and_refuses_unknown_settings():
         assert "width" in str(error)
     else:
         raise AssertionError("an unknown setting was accepted")
+
+
+def test_question_pooling_with_even_attention_is_the_mean_pooling():
+    torch.manual_seed(1)
+    attending = VqaHead(VqaHeadConfig(num_answers=5, hidden_dim=8), text_dim=6, visual_dim=4)
+    averaging = VqaHead(VqaHeadConfig(num_answers=5, hidden_dim=8, visual_pooling="mean"), text_dim=6, visual_dim=4)
+    assert averaging.visual_key is None
+    state = {k: v for k, v in attending.state_dict().items() if not k.startswith("visual_key.")}
+    averaging.load_state_dict(state)
+    with torch.no_grad():
+        attending.visual_key.weight.zero_()
+        attending.visual_key.bias.zero_()  # every location scores 0: an even softmax
+    text, mask = torch.randn(2, 3, 6), torch.ones(2, 3)
+    visual = [torch.randn(2, 4, 3, 3), torch.randn(2, 4, 2, 2)]
+    attending.eval(), averaging.eval()
+    assert torch.allclose(attending(text, mask, visual).logits, averaging(text, mask, visual).logits, atol=1e-6)
+
+
+def test_question_pooling_reads_the_location_the_question_points_at():
+    head = VqaHead(VqaHeadConfig(num_answers=2, hidden_dim=4, attention_heads=2), text_dim=4, visual_dim=4)
+    with torch.no_grad():
+        head.visual_key.weight.copy_(torch.eye(4) * 50)
+        head.visual_key.bias.zero_()
+        head.visual_projection.weight.copy_(torch.eye(4))
+        head.visual_projection.bias.zero_()
+    question = torch.tensor([[1.0, 0.0, 1.0, 0.0]])  # each head asks for feature 0 of its half
+    locations = torch.tensor([[[0.0, 1.0, 0.0, 1.0], [1.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]]])
+    assert torch.allclose(head._attend(question, locations), locations[:, 1], atol=1e-4)
+
+
+def test_head_files_written_before_the_pooling_setting_read_as_mean_pooling():
+    assert VqaHeadConfig.from_dict({"num_answers": 4, "hidden_dim": 8}).visual_pooling == "mean"
+    assert VqaHeadConfig.from_dict(VqaHeadConfig(4, 8).to_dict()).visual_pooling == "question"
+    for bad, message in (({"visual_pooling": "max"}, "visual_pooling must be one of question, mean"),
+                         ({"attention_heads": 3}, "attention_heads \\(3\\) must divide hidden_dim \\(8\\)")):
+        with pytest.raises(ValueError, match=message):
+            VqaHead(VqaHeadConfig(num_answers=2, hidden_dim=8, **bad), text_dim=4, visual_dim=4)

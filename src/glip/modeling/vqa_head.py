@@ -5,9 +5,15 @@ over the frequent training answers; its exact head was never published. This hea
 
 1. attention pooling over the fused text tokens of the last fusion block: a learnt score per token
    (a linear layer), softmax over the real tokens, a weighted sum -> ``[B, D]``;
-2. the mean of the fused visual features over every location of every level -> ``[B, C]``
-   (padding locations of smaller images in the batch included, as in the detection head);
-3. each projected to ``hidden_dim``, multiplied element-wise (the question gates the image, as in
+2. the fused visual features pooled over every location of every level -> ``[B, hidden_dim]``
+   (padding locations of smaller images in the batch included, as in the detection head):
+   ``visual_pooling="question"`` (default) attends from the pooled question to the locations
+   (``attention_heads`` heads of scaled dot products between the projected question and the
+   projected locations, softmax over locations; the question picks where to look, as in the
+   top-down attention of the bottom-up attention VQA recipe); ``"mean"`` takes the mean of the
+   locations, projected (the first head's form: "what colour is the square?" then reads one vector
+   of the whole picture);
+3. the projected question and image multiplied element-wise (the question gates the image, as in
    the bottom-up attention VQA recipe) and concatenated with the projected question, then an MLP
    (Linear, GELU, LayerNorm, dropout, Linear) -> ``[B, num_answers]`` logits.
 
@@ -29,6 +35,9 @@ import torch
 from torch import nn
 
 
+VISUAL_POOLING = ("question", "mean")
+
+
 @dataclass
 class VqaHeadConfig:
     """Settings of the answer head (every field is ours: GLIPv2 did not publish its head).
@@ -40,12 +49,17 @@ class VqaHeadConfig:
         dropout: before the last layer, training only.
         use_visual: also read the pooled fused image features (False: the fused question alone,
             which already attended to the image in every fusion block).
+        visual_pooling: "question" (attention from the question to the image's locations) or
+            "mean" (every location alike).
+        attention_heads: heads of the question's attention ("question" pooling; divides hidden_dim).
     """
 
     num_answers: int = 3129
     hidden_dim: int = 512
     dropout: float = 0.1
     use_visual: bool = True
+    visual_pooling: str = "question"
+    attention_heads: int = 4
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -56,6 +70,7 @@ class VqaHeadConfig:
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(f"unknown VQA head settings {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
+        data = {"visual_pooling": "mean", **data}  # heads written before the setting pooled by the mean
         return cls(**data)
 
 
@@ -82,12 +97,18 @@ class VqaHead(nn.Module):
         super().__init__()
         if config.num_answers < 1 or config.hidden_dim < 1:
             raise ValueError(f"a VQA head needs num_answers and hidden_dim >= 1, got {config}")
+        if config.visual_pooling not in VISUAL_POOLING:
+            raise ValueError(f"visual_pooling must be one of {', '.join(VISUAL_POOLING)}, got {config.visual_pooling!r}")
+        if config.attention_heads < 1 or config.hidden_dim % config.attention_heads:
+            raise ValueError(f"attention_heads ({config.attention_heads}) must divide hidden_dim ({config.hidden_dim})")
         self.config = config
         self.text_dim, self.visual_dim = text_dim, visual_dim
         hidden = config.hidden_dim
         self.token_score = nn.Linear(text_dim, 1)
         self.text_projection = nn.Linear(text_dim, hidden)
         self.visual_projection = nn.Linear(visual_dim, hidden) if config.use_visual else None
+        attends = config.use_visual and config.visual_pooling == "question"
+        self.visual_key = nn.Linear(visual_dim, hidden) if attends else None
         self.classifier = nn.Sequential(
             nn.Linear(2 * hidden, 2 * hidden), nn.GELU(), nn.LayerNorm(2 * hidden), nn.Dropout(config.dropout),
             nn.Linear(2 * hidden, config.num_answers))
@@ -104,10 +125,21 @@ class VqaHead(nn.Module):
         question = torch.einsum("bl,bld->bd", weights, text)  # [B, D]
         question = self.text_projection(question)  # [B, hidden]
         if self.visual_projection is not None:
-            flat = torch.cat([level.flatten(2) for level in visual], dim=2)  # [B, C, sum(H_l*W_l)]
-            image = self.visual_projection(flat.mean(dim=2))  # [B, hidden]
+            flat = torch.cat([level.flatten(2) for level in visual], dim=2)  # [B, C, N = sum(H_l*W_l)]
+            image = self._attend(question, flat.transpose(1, 2)) if self.visual_key is not None \
+                else self.visual_projection(flat.mean(dim=2))  # [B, hidden]
             joint = question * image  # [B, hidden]
         else:
             joint = question
         pooled = torch.cat([joint, question], dim=-1)  # [B, 2 * hidden]
         return VqaOutput(logits=self.classifier(pooled), text_weights=weights, pooled=pooled)
+
+    def _attend(self, question: torch.Tensor, locations: torch.Tensor) -> torch.Tensor:
+        """question: [B, hidden]; locations: [B, N, C] -> [B, hidden], each head a softmax over N."""
+        batch, count, _ = locations.shape
+        heads = self.config.attention_heads
+        keys = self.visual_key(locations).reshape(batch, count, heads, -1)  # [B, N, h, d]
+        values = self.visual_projection(locations).reshape(batch, count, heads, -1)  # [B, N, h, d]
+        query = question.reshape(batch, heads, -1)  # [B, h, d]
+        scores = torch.einsum("bnhd,bhd->bhn", keys, query) / keys.shape[-1] ** 0.5  # [B, h, N]
+        return torch.einsum("bhn,bnhd->bhd", scores.softmax(dim=-1), values).reshape(batch, -1)

@@ -55,7 +55,9 @@ class VqaDataSection:
 class VqaHeadSection:
     hidden_dim: int = 512  # width of the projected question and image (see glip.modeling.vqa_head)
     dropout: float = 0.1  # before the answer layer, training only
-    use_visual: bool = True  # also read the mean of the fused image features
+    use_visual: bool = True  # also read the fused image features, pooled
+    visual_pooling: str = "question"  # "question": attention from the question to the locations; "mean"
+    attention_heads: int = 4  # heads of that attention (divides hidden_dim)
 
 
 @dataclass
@@ -102,6 +104,10 @@ def validate_vqa_config(config: VqaTrainConfig) -> None:
     need(config.data.min_answer_count >= 1, "data.min_answer_count must be >= 1")
     need(config.head.hidden_dim >= 1, "head.hidden_dim must be >= 1")
     need(0.0 <= config.head.dropout < 1.0, "head.dropout must be in [0, 1)")
+    need(config.head.visual_pooling in ("question", "mean"),
+         f"head.visual_pooling must be question or mean, got {config.head.visual_pooling!r}")
+    need(config.head.attention_heads >= 1 and config.head.hidden_dim % config.head.attention_heads == 0,
+         f"head.attention_heads ({config.head.attention_heads}) must divide head.hidden_dim ({config.head.hidden_dim})")
     need(config.loss_weight > 0, "loss_weight must be positive")
 
 

@@ -100,7 +100,8 @@ class VqaTrainer(Trainer):
         glip = super()._build_model(model)
         self.rebuilt = frozenset(f"glip.{name}" for name in self.rebuilt)
         head = self.vqa_config.head
-        head_config = VqaHeadConfig(len(self.vocabulary), head.hidden_dim, head.dropout, head.use_visual)
+        head_config = VqaHeadConfig(len(self.vocabulary), head.hidden_dim, head.dropout, head.use_visual,
+                                    head.visual_pooling, head.attention_heads)
         return VqaModel(glip, VqaHead(head_config, glip.config.text.hidden_size, glip.config.head.channels))
 
     def _build_losses(self) -> dict[str, float]:
