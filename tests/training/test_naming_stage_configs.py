@@ -13,7 +13,7 @@ START = "runs/glipv2-nano/model.safetensors"
 
 
 def test_each_parses_and_names_its_start_and_result() -> None:
-    for stem in ("naming-stage", "naming-stage-ce", "naming-stage-phrases"):
+    for stem in ("naming-stage", "naming-stage-ce", "naming-stage-phrases", "naming-stage-web"):
         path = ROOT / "configs" / f"{stem}.yaml"
         config = load_train_config(path)
         first, second = path.read_text().splitlines()[:2]
@@ -37,3 +37,12 @@ def test_the_phrases_stage_differs_from_the_ce_stage_by_the_candidates_only() ->
     over_phrases = load_train_config(ROOT / "configs" / "naming-stage-phrases.yaml")
     assert over_tokens.loss.phrase_ce_candidates == "tokens" and over_phrases.loss.phrase_ce_candidates == "phrases"
     assert dataclasses.replace(over_phrases, loss=over_tokens.loss, output=over_tokens.output) == over_tokens
+
+
+def test_the_web_stage_adds_the_pseudo_labelled_pairs_only() -> None:
+    gold = load_train_config(ROOT / "configs" / "naming-stage-phrases.yaml")
+    web = load_train_config(ROOT / "configs" / "naming-stage-web.yaml")
+    pseudo = [d for d in web.data.datasets if d.type == "pseudo"]
+    assert len(pseudo) == 1 and pseudo[0].weight / sum(d.weight for d in web.data.datasets) == 0.25
+    assert web.data.datasets[:-1] == gold.data.datasets and web.data.datasets[-1] is pseudo[0]
+    assert dataclasses.replace(web, data=gold.data, output=gold.output) == gold
