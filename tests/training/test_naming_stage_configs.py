@@ -46,3 +46,15 @@ def test_the_web_stage_adds_the_pseudo_labelled_pairs_only() -> None:
     assert len(pseudo) == 1 and pseudo[0].weight / sum(d.weight for d in web.data.datasets) == 0.25
     assert web.data.datasets[:-1] == gold.data.datasets and web.data.datasets[-1] is pseudo[0]
     assert dataclasses.replace(web, data=gold.data, output=gold.output) == gold
+
+
+def test_the_text_stage_continues_the_web_stage_with_the_text_encoder_trained() -> None:
+    web = load_train_config(ROOT / "configs" / "naming-stage-web.yaml")
+    text = load_train_config(ROOT / "configs" / "naming-stage-text.yaml")
+    first, second = (ROOT / "configs" / "naming-stage-text.yaml").read_text().splitlines()[:2]
+    assert first.startswith("# Starts from: runs/naming-stage-web/model.safetensors ")
+    assert second.startswith("# Produces: runs/naming-stage-text/")
+    assert text.model.init_from == "runs/naming-stage-web/model.safetensors" and text.output.dir == "runs/naming-stage-text"
+    assert "text_encoder" in web.train.freeze and "text_encoder" not in text.train.freeze
+    assert web.optim.language_lr == 0.0 and text.optim.language_lr == web.optim.lr / 10
+    assert text.data == web.data and text.loss == web.loss and text.train.max_steps == 300
