@@ -144,13 +144,6 @@ class QuestionAnswerer:
             scores.append(logits.float().sigmoid())
         return torch.cat(scores)
 
-    def scores(self, batch: ImageBatch, questions: Sequence[str],
-               cancelled: Callable[[], bool] | None = None) -> torch.Tensor:
-        """[B, Q, num_answers] answer scores of every question about every image of ``batch``."""
-        images = batch.tensor.shape[0]
-        rows = [row for row in range(images) for _ in questions]
-        return self.pair_scores(batch, rows, list(questions) * images, cancelled).reshape(images, len(questions), -1)
-
     def answer_each(self, batch: ImageBatch, questions: Sequence[Sequence[str]], top_k: int = 5,
                     cancelled: Callable[[], bool] | None = None) -> list[list[QuestionAnswers]]:
         """Per image of ``batch``, its own questions (``questions[b]``), each with the ``top_k`` best

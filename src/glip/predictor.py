@@ -173,9 +173,6 @@ class GLIPPredictor:
             ValueError: a model without a VQA head, no or an empty question, one longer than the window.
         """
         sources = [images] if not isinstance(images, (list, tuple)) else list(images)
-        if self.answerer is None:
-            raise ValueError(NO_VQA_HEAD)
-        questions = check_questions(questions, self.tokenizer, self.max_length)  # before any image is read
         return self.answer_each(sources, [questions] * len(sources), top_k, batch_size, cancelled)
 
     @torch.inference_mode()
