@@ -140,7 +140,7 @@ class QuestionAnswerer:
             fused = self.model.fused_features(batch.tensor, ids[:, :real].to(device), mask[:, :real].to(device),
                                               image_features=image_features.select(rows[start:start + ids.shape[0]],
                                                                                   stages=False))
-            logits = self.head(fused.text, fused.text_mask, fused.visual).logits  # [n, A]
+            logits = self.head(fused.text, fused.text_mask, fused.visual, fused.image.levels).logits  # [n, A]
             scores.append(logits.float().sigmoid())
         return torch.cat(scores)
 

@@ -58,8 +58,8 @@ def test_head_gives_one_logit_per_answer_and_ignores_padding():
     with torch.no_grad():
         short = model.fused_features(images, ids, mask)
         long = model.fused_features(images, padded_ids, padded_mask)
-        a = head(short.text, short.text_mask, short.visual)
-        b = head(long.text, long.text_mask, long.visual)
+        a = head(short.text, short.text_mask, short.visual, short.image.levels)
+        b = head(long.text, long.text_mask, long.visual, long.image.levels)
     assert a.logits.shape == (1, 11) and a.pooled.shape == (1, 16)
     assert torch.allclose(a.logits, b.logits, atol=1e-5)
     assert torch.all(b.text_weights[:, 5:] == 0) and torch.allclose(b.text_weights.sum(-1), torch.ones(1))
@@ -90,8 +90,9 @@ def test_config_round_trips_and_refuses_unknown_settings():
 
 def test_question_pooling_with_even_attention_is_the_mean_pooling():
     torch.manual_seed(1)
-    attending = VqaHead(VqaHeadConfig(num_answers=5, hidden_dim=8), text_dim=6, visual_dim=4)
-    averaging = VqaHead(VqaHeadConfig(num_answers=5, hidden_dim=8, visual_pooling="mean"), text_dim=6, visual_dim=4)
+    attending = VqaHead(VqaHeadConfig(num_answers=5, hidden_dim=8, visual_features="fused"), text_dim=6, visual_dim=4)
+    averaging = VqaHead(VqaHeadConfig(num_answers=5, hidden_dim=8, visual_pooling="mean", visual_features="fused"),
+                        text_dim=6, visual_dim=4)
     assert averaging.visual_key is None
     state = {k: v for k, v in attending.state_dict().items() if not k.startswith("visual_key.")}
     averaging.load_state_dict(state)
@@ -105,7 +106,8 @@ def test_question_pooling_with_even_attention_is_the_mean_pooling():
 
 
 def test_question_pooling_reads_the_location_the_question_points_at():
-    head = VqaHead(VqaHeadConfig(num_answers=2, hidden_dim=4, attention_heads=2), text_dim=4, visual_dim=4)
+    head = VqaHead(VqaHeadConfig(num_answers=2, hidden_dim=4, attention_heads=2, visual_features="fused"),
+                   text_dim=4, visual_dim=4)
     with torch.no_grad():
         head.visual_key.weight.copy_(torch.eye(4) * 50)
         head.visual_key.bias.zero_()
@@ -116,10 +118,61 @@ def test_question_pooling_reads_the_location_the_question_points_at():
     assert torch.allclose(head._attend(question, locations), locations[:, 1], atol=1e-4)
 
 
-def test_head_files_written_before_the_pooling_setting_read_as_mean_pooling():
-    assert VqaHeadConfig.from_dict({"num_answers": 4, "hidden_dim": 8}).visual_pooling == "mean"
-    assert VqaHeadConfig.from_dict(VqaHeadConfig(4, 8).to_dict()).visual_pooling == "question"
+def test_head_files_written_before_the_pooling_settings_read_as_mean_pooling_of_the_fused_features():
+    old = VqaHeadConfig.from_dict({"num_answers": 4, "hidden_dim": 8})
+    assert (old.visual_pooling, old.visual_features) == ("mean", "fused")
+    new = VqaHeadConfig.from_dict(VqaHeadConfig(4, 8).to_dict())
+    assert (new.visual_pooling, new.visual_features) == ("question", "fused")
     for bad, message in (({"visual_pooling": "max"}, "visual_pooling must be one of question, mean"),
+                         ({"visual_features": "fpn"}, "visual_features must be one of fused, fpn\\+fused"),
                          ({"attention_heads": 3}, "attention_heads \\(3\\) must divide hidden_dim \\(8\\)")):
         with pytest.raises(ValueError, match=message):
             VqaHead(VqaHeadConfig(num_answers=2, hidden_dim=8, **bad), text_dim=4, visual_dim=4)
+
+
+@pytest.mark.parametrize("pooling", ["question", "mean"])
+def test_fpn_and_fused_features_sit_side_by_side_at_each_location(pooling):
+    """With the weights on its FPN half zero, a head reading both gives exactly the head that reads
+    the fused features alone with the other half's weights: the FPN channels come first, the fused
+    ones after, location by location."""
+    torch.manual_seed(2)
+    both = VqaHead(VqaHeadConfig(num_answers=5, hidden_dim=8, visual_pooling=pooling, visual_features="fpn+fused"),
+                   text_dim=6, visual_dim=4).eval()
+    fused_only = VqaHead(VqaHeadConfig(num_answers=5, hidden_dim=8, visual_pooling=pooling, visual_features="fused"),
+                         text_dim=6, visual_dim=4).eval()
+    assert both.reads_fpn and not fused_only.reads_fpn
+    with torch.no_grad():
+        for layer in (both.visual_projection, both.visual_key):
+            if layer is not None:
+                layer.weight[:, :4] = 0  # the FPN half
+        fused_only.load_state_dict({k: (v[:, 4:] if k in ("visual_projection.weight", "visual_key.weight") else v)
+                                    for k, v in both.state_dict().items() if not k.startswith("fpn_norm.")})
+    text, mask = torch.randn(2, 3, 6), torch.ones(2, 3)
+    fused = [torch.randn(2, 4, 3, 3), torch.randn(2, 4, 2, 2)]
+    fpn = [torch.randn(2, 4, 3, 3), torch.randn(2, 4, 2, 2)]
+    with torch.no_grad():
+        reference = fused_only(text, mask, fused).logits
+        assert torch.allclose(both(text, mask, fused, fpn).logits, reference, atol=1e-6)
+        other_fpn = [level * 3 + 1 for level in fpn]
+        assert torch.allclose(both(text, mask, fused, other_fpn).logits, reference, atol=1e-6)
+        other_fused = [level * 3 + 1 for level in fused]
+        assert not torch.allclose(both(text, mask, other_fused, fpn).logits, reference, atol=1e-3)
+    with pytest.raises(ValueError, match="reads the FPN levels beside the fused ones"):
+        both(text, mask, fused)
+
+
+def test_fpn_levels_are_normalised_location_by_location():
+    """FPN values are far larger than fused ones (glip-nano: std 3-65 by level against about 1):
+    each location's FPN channels reach the projections layer-normalised, so scaling a level changes
+    nothing."""
+    torch.manual_seed(3)
+    head = VqaHead(VqaHeadConfig(num_answers=3, hidden_dim=8, visual_features="fpn+fused"), text_dim=6,
+                   visual_dim=4).eval()
+    level = torch.randn(2, 4, 3, 3) * 60 + 5
+    normalised = head._normalise(level)
+    assert torch.allclose(normalised.mean(dim=1), torch.zeros(2, 3, 3), atol=1e-5)
+    assert torch.allclose(normalised.var(dim=1, unbiased=False), torch.ones(2, 3, 3), atol=1e-3)
+    text, mask, fused = torch.randn(2, 3, 6), torch.ones(2, 3), [torch.randn(2, 4, 3, 3)]
+    with torch.no_grad():
+        assert torch.allclose(head(text, mask, fused, [level]).logits, head(text, mask, fused, [level * 10]).logits,
+                              atol=1e-5)

@@ -143,9 +143,44 @@ def test_bad_configs_are_one_line_errors(tmp_path, data):
         VqaTrainer(_config(tmp_path, data, "bad"), DistributedContext(rank=0, world_size=2))
 
 
-def test_the_shapes_config_reads():
+def test_a_head_trained_on_a_frozen_model_loads_beside_the_untouched_model_file(tmp_path, data):
+    """What shipping a head beside the embedded model rests on: with every GLIP parameter frozen,
+    the exported model is the starting file's, and the head passes the fingerprint check on it."""
+    import shutil
+
+    from glip.checkpoint import load_glip, save_glip
+    from glip.config import get_config
+    from glip.modeling.glip import GLIP
+    from glip.predictor import GLIPPredictor
+
+    torch.manual_seed(6)
+    weights = tmp_path / "base" / "base.safetensors"
+    weights.parent.mkdir()
+    save_glip(GLIP(get_config("glip-tiny")), weights)
+    path = VqaTrainer(_config(tmp_path, data, "head-only", f"model.weights={weights}",
+                              "train.freeze=[backbone, fpn, text_encoder, head]")).fit()
+    for (name, a), b in zip(load_glip(weights).state_dict().items(), load_glip(path).state_dict().values()):
+        assert torch.equal(a, b), name
+    for suffix in (".vqa.safetensors", ".vqa.json"):
+        shutil.copy(path.parent / f"model{suffix}", weights.parent / f"base{suffix}")
+    predictor = GLIPPredictor.from_pretrained(weights, device="cpu")
+    assert predictor.answerer is not None
+    assert predictor.answer(data / "images/001.png", ["is there a red square?"])[0].qa[0].answers
+
+
+def test_the_shapes_configs_read():
     from pathlib import Path
 
-    config = load_vqa_train_config(Path(__file__).resolve().parents[2] / "configs" / "vqa-shapes.yaml")
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    config = load_vqa_train_config(configs / "vqa-shapes.yaml")
     assert config.train.freeze == ["backbone", "text_encoder"] and config.data.min_answer_count == 9
     assert config.data.train[0].questions.endswith("vqa/questions.json") and config.data.val
+    head_only = load_vqa_train_config(configs / "vqa-nano-head.yaml")  # the head shipped beside glip-nano
+    assert head_only.train.freeze == ["backbone", "fpn", "text_encoder", "head"]
+    assert head_only.model.weights == "src/glip/weights/glip-nano.safetensors"
+    scratch = load_vqa_train_config(configs / "vqa-shapes-scratch.yaml")  # the control of the pretrained run
+    assert scratch.model.weights is None and scratch.model.init_from is None
+    assert scratch.model.config == config.model.config and scratch.train.freeze == ["text_encoder"]
+    for field in ("lr", "lr_multipliers", "warmup_steps", "schedule", "min_lr_factor"):
+        assert getattr(scratch.optim, field) == getattr(config.optim, field), field
+    assert (scratch.train.batch_size, scratch.data.train) == (config.train.batch_size, config.data.train)

@@ -5,8 +5,16 @@ over the frequent training answers; its exact head was never published. This hea
 
 1. attention pooling over the fused text tokens of the last fusion block: a learnt score per token
    (a linear layer), softmax over the real tokens, a weighted sum -> ``[B, D]``;
-2. the fused visual features pooled over every location of every level -> ``[B, hidden_dim]``
-   (padding locations of smaller images in the batch included, as in the detection head):
+2. the image's features pooled over every location of every level -> ``[B, hidden_dim]``
+   (padding locations of smaller images in the batch included, as in the detection head). Which
+   features: ``visual_features="fused"`` (default) the last block's fused features;
+   ``"fpn+fused"`` reads at each location the FPN output, layer-normalised over its channels (its
+   values are far larger than the fused ones': in glip-nano a standard deviation of 3-65 by level
+   against about 1), and the fused features side by side (channels concatenated). The FPN is
+   offered because the head's blocks keep what detection needs, not what a question may ask: in
+   glip-nano a linear probe reads an object's colour from the FPN output for 78% of objects and
+   from the last block for 14% (chance 13%), its fill 63% against 39%, while its shape forms in
+   the blocks (32% -> 79%). How the locations are pooled:
    ``visual_pooling="question"`` (default) attends from the pooled question to the locations
    (``attention_heads`` heads of scaled dot products between the projected question and the
    projected locations, softmax over locations; the question picks where to look, as in the
@@ -36,6 +44,7 @@ from torch import nn
 
 
 VISUAL_POOLING = ("question", "mean")
+VISUAL_FEATURES = ("fused", "fpn+fused")
 
 
 @dataclass
@@ -52,6 +61,8 @@ class VqaHeadConfig:
         visual_pooling: "question" (attention from the question to the image's locations) or
             "mean" (every location alike).
         attention_heads: heads of the question's attention ("question" pooling; divides hidden_dim).
+        visual_features: "fused" (the fused features alone) or "fpn+fused" (each location's FPN
+            output, layer-normalised, and its fused features, concatenated).
     """
 
     num_answers: int = 3129
@@ -60,6 +71,7 @@ class VqaHeadConfig:
     use_visual: bool = True
     visual_pooling: str = "question"
     attention_heads: int = 4
+    visual_features: str = "fused"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,7 +82,8 @@ class VqaHeadConfig:
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(f"unknown VQA head settings {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
-        data = {"visual_pooling": "mean", **data}  # heads written before the setting pooled by the mean
+        # Heads written before these settings pooled the fused features alone by their mean.
+        data = {"visual_pooling": "mean", "visual_features": "fused", **data}
         return cls(**data)
 
 
@@ -90,7 +103,8 @@ class VqaHead(nn.Module):
     Args:
         config: the head's settings.
         text_dim: width D of the fused text features (768 for the official models).
-        visual_dim: width C of the fused visual features (the head's channels, 256 officially).
+        visual_dim: width C of the fused visual features and of the FPN's (the head's channels, 256
+            officially); with "fpn+fused" each location has 2C features.
     """
 
     def __init__(self, config: VqaHeadConfig, text_dim: int, visual_dim: int) -> None:
@@ -99,16 +113,21 @@ class VqaHead(nn.Module):
             raise ValueError(f"a VQA head needs num_answers and hidden_dim >= 1, got {config}")
         if config.visual_pooling not in VISUAL_POOLING:
             raise ValueError(f"visual_pooling must be one of {', '.join(VISUAL_POOLING)}, got {config.visual_pooling!r}")
+        if config.visual_features not in VISUAL_FEATURES:
+            raise ValueError(f"visual_features must be one of {', '.join(VISUAL_FEATURES)}, "
+                             f"got {config.visual_features!r}")
         if config.attention_heads < 1 or config.hidden_dim % config.attention_heads:
             raise ValueError(f"attention_heads ({config.attention_heads}) must divide hidden_dim ({config.hidden_dim})")
         self.config = config
         self.text_dim, self.visual_dim = text_dim, visual_dim
         hidden = config.hidden_dim
+        location_dim = visual_dim * (2 if self.reads_fpn else 1)
+        self.fpn_norm = nn.LayerNorm(visual_dim) if self.reads_fpn else None
         self.token_score = nn.Linear(text_dim, 1)
         self.text_projection = nn.Linear(text_dim, hidden)
-        self.visual_projection = nn.Linear(visual_dim, hidden) if config.use_visual else None
+        self.visual_projection = nn.Linear(location_dim, hidden) if config.use_visual else None
         attends = config.use_visual and config.visual_pooling == "question"
-        self.visual_key = nn.Linear(visual_dim, hidden) if attends else None
+        self.visual_key = nn.Linear(location_dim, hidden) if attends else None
         self.classifier = nn.Sequential(
             nn.Linear(2 * hidden, 2 * hidden), nn.GELU(), nn.LayerNorm(2 * hidden), nn.Dropout(config.dropout),
             nn.Linear(2 * hidden, config.num_answers))
@@ -117,15 +136,27 @@ class VqaHead(nn.Module):
     def num_answers(self) -> int:
         return self.config.num_answers
 
-    def forward(self, text: torch.Tensor, text_mask: torch.Tensor, visual: list[torch.Tensor]) -> VqaOutput:
-        """text: fused [B, L, D]; text_mask: [B, L] (1 on real tokens); visual: fused levels [B, C, H_l, W_l]."""
+    @property
+    def reads_fpn(self) -> bool:
+        """Whether `forward` needs the FPN levels (``image``) beside the fused ones."""
+        return self.config.use_visual and self.config.visual_features == "fpn+fused"
+
+    def forward(self, text: torch.Tensor, text_mask: torch.Tensor, visual: list[torch.Tensor],
+                image: list[torch.Tensor] | None = None) -> VqaOutput:
+        """text: fused [B, L, D]; text_mask: [B, L] (1 on real tokens); visual: fused levels
+        [B, C, H_l, W_l]; image: the FPN levels the fusion started from, same shapes (needed when
+        `reads_fpn`; ``FusedFeatures.image.levels``)."""
+        if self.reads_fpn:
+            if image is None:
+                raise ValueError("this VQA head reads the FPN levels beside the fused ones: pass image=fused.image.levels")
+            visual = [torch.cat([self._normalise(fpn), fused], dim=1) for fpn, fused in zip(image, visual)]
         scores = self.token_score(text).squeeze(-1)  # [B, L]
         scores = scores.masked_fill(text_mask == 0, torch.finfo(scores.dtype).min)
         weights = scores.softmax(dim=-1)  # [B, L]
         question = torch.einsum("bl,bld->bd", weights, text)  # [B, D]
         question = self.text_projection(question)  # [B, hidden]
         if self.visual_projection is not None:
-            flat = torch.cat([level.flatten(2) for level in visual], dim=2)  # [B, C, N = sum(H_l*W_l)]
+            flat = torch.cat([level.flatten(2) for level in visual], dim=2)  # [B, C', N = sum(H_l*W_l)]
             image = self._attend(question, flat.transpose(1, 2)) if self.visual_key is not None \
                 else self.visual_projection(flat.mean(dim=2))  # [B, hidden]
             joint = question * image  # [B, hidden]
@@ -134,8 +165,12 @@ class VqaHead(nn.Module):
         pooled = torch.cat([joint, question], dim=-1)  # [B, 2 * hidden]
         return VqaOutput(logits=self.classifier(pooled), text_weights=weights, pooled=pooled)
 
+    def _normalise(self, level: torch.Tensor) -> torch.Tensor:
+        """An FPN level [B, C, H, W], each location layer-normalised over its C channels."""
+        return self.fpn_norm(level.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # [B, C, H, W]
+
     def _attend(self, question: torch.Tensor, locations: torch.Tensor) -> torch.Tensor:
-        """question: [B, hidden]; locations: [B, N, C] -> [B, hidden], each head a softmax over N."""
+        """question: [B, hidden]; locations: [B, N, C'] -> [B, hidden], each head a softmax over N."""
         batch, count, _ = locations.shape
         heads = self.config.attention_heads
         keys = self.visual_key(locations).reshape(batch, count, heads, -1)  # [B, N, h, d]

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from glip.modeling.vqa_head import VISUAL_FEATURES, VISUAL_POOLING
 from glip.training.train_config import (ModelSection, OptimSection, OutputSection, TrainConfig, TrainConfigError,
                                         TrainSection, _build, load_train_config, validate)
 
@@ -58,6 +59,7 @@ class VqaHeadSection:
     use_visual: bool = True  # also read the fused image features, pooled
     visual_pooling: str = "question"  # "question": attention from the question to the locations; "mean"
     attention_heads: int = 4  # heads of that attention (divides hidden_dim)
+    visual_features: str = "fused"  # "fused"; "fpn+fused": each location's FPN (normalised) and fused features
 
 
 @dataclass
@@ -104,8 +106,10 @@ def validate_vqa_config(config: VqaTrainConfig) -> None:
     need(config.data.min_answer_count >= 1, "data.min_answer_count must be >= 1")
     need(config.head.hidden_dim >= 1, "head.hidden_dim must be >= 1")
     need(0.0 <= config.head.dropout < 1.0, "head.dropout must be in [0, 1)")
-    need(config.head.visual_pooling in ("question", "mean"),
-         f"head.visual_pooling must be question or mean, got {config.head.visual_pooling!r}")
+    need(config.head.visual_pooling in VISUAL_POOLING,
+         f"head.visual_pooling must be {' or '.join(VISUAL_POOLING)}, got {config.head.visual_pooling!r}")
+    need(config.head.visual_features in VISUAL_FEATURES,
+         f"head.visual_features must be {' or '.join(VISUAL_FEATURES)}, got {config.head.visual_features!r}")
     need(config.head.attention_heads >= 1 and config.head.hidden_dim % config.head.attention_heads == 0,
          f"head.attention_heads ({config.head.attention_heads}) must divide head.hidden_dim ({config.head.hidden_dim})")
     need(config.loss_weight > 0, "loss_weight must be positive")

@@ -59,7 +59,7 @@ class VqaModel(nn.Module):
     def forward(self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> VqaOutput:
         """images: [B, 3, H, W]; input_ids, attention_mask: [B, L] -> logits [B, num_answers]."""
         fused = self.glip.fused_features(images, input_ids, attention_mask)
-        return self.answer_head(fused.text, fused.text_mask, fused.visual)
+        return self.answer_head(fused.text, fused.text_mask, fused.visual, fused.image.levels)
 
 
 def read_sources(sources: list[VqaSourceSection]) -> list[VqaQuestion]:
@@ -101,7 +101,7 @@ class VqaTrainer(Trainer):
         self.rebuilt = frozenset(f"glip.{name}" for name in self.rebuilt)
         head = self.vqa_config.head
         head_config = VqaHeadConfig(len(self.vocabulary), head.hidden_dim, head.dropout, head.use_visual,
-                                    head.visual_pooling, head.attention_heads)
+                                    head.visual_pooling, head.attention_heads, head.visual_features)
         return VqaModel(glip, VqaHead(head_config, glip.config.text.hidden_size, glip.config.head.channels))
 
     def _build_losses(self) -> dict[str, float]:
