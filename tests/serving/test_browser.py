@@ -81,7 +81,7 @@ def test_page_detects_and_draws_boxes(browser, server_url, tmp_path):
     assert phrases & {"star", "square", "hexagon", "cross"}, phrases
     assert (canvas.get_property("width"), canvas.get_property("height")) == (512, 512)  # the 320 px scene, enlarged
     assert not browser.find_element(By.ID, "masks-input").is_enabled()  # glip-nano has no mask head
-    assert not browser.find_element(By.ID, "question-input").is_enabled()  # nor a VQA head
+    assert browser.find_element(By.ID, "question-input").is_enabled()  # its answer head ships beside it
     assert canvas.get_attribute("data-masks-drawn") == "0"
     # A small PNG for the docs: the page as seen, reduced to a palette.
     picture = Image.open(io.BytesIO(browser.get_screenshot_as_png())).convert("RGB")
