@@ -52,6 +52,17 @@ def _one(batch, index):
     return ImageBatch(batch.tensor[index:index + 1], [batch.image_sizes[index]], [batch.original_sizes[index]])
 
 
+def _same_set(a, b) -> None:
+    """`_same` up to the order of detections whose scores tie to float rounding: each side sorted by
+    (score rounded to 1e-4, label, box) first. Batched passes may round differently, which swaps
+    near-equal neighbours of the score ranking."""
+    def canonical(d):
+        rows = sorted(range(len(d)), key=lambda i: (-round(float(d.scores[i]), 4), int(d.labels[i]),
+                                                      *[round(float(v), 1) for v in d.boxes[i]]))
+        return type(d)(**{**vars(d), "scores": d.scores[rows], "boxes": d.boxes[rows], "labels": d.labels[rows]})
+    _same(canonical(a), canonical(b))
+
+
 def test_uneven_chunk_lists_and_image_side_once(engine, batch, monkeypatch):
     names = [f"thing number {i}" for i in range(30)]
     many = chunk_class_names(names, max_length=24)
@@ -59,10 +70,10 @@ def test_uneven_chunk_lists_and_image_side_once(engine, batch, monkeypatch):
     calls = []
     original = engine.model.encode_images
     monkeypatch.setattr(engine.model, "encode_images", lambda x: calls.append(1) or original(x))
-    mixed = engine.detect(batch, [many, many[:1]], max_detections=1000)
+    mixed = engine.detect(batch, [many, many[:1]], max_detections=100_000)  # no cut between near-ties
     assert len(calls) == 1
-    shared = engine.detect(batch, many, max_detections=1000)
-    _same(mixed[0], shared[0])
+    shared = engine.detect(batch, many, max_detections=100_000)
+    _same_set(mixed[0], shared[0])
     assert int(mixed[1].labels.max()) < len(many[0].prompt.phrases)
 
 
